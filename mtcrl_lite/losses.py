@@ -1,0 +1,80 @@
+"""MT-CRL's regularizers as pure functions of tensors (METHOD.md §3). No model, no optimizer, no state.
+
+Shapes: B batch, K modules, d units per module, T tasks, E environments.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def decorrelation(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """L_dec = sum_{i != j} || Zhat_i^T Zhat_j / B ||_F^2 / (K (K - 1) d^2): the mean squared cross-correlation.
+
+    z: (B, K, d). Each unit is standardized over the batch (population std); Zhat_i^T Zhat_j / B is then
+    the d x d cross-correlation block between modules i and j. Within-module correlations are free.
+    Ours: METHOD.md writes the plain sum over ordered pairs; we divide by the number of entries so that
+    lambda_dec means the same for every K and d (the sum is K(K-1)d^2 times larger; docs/DECISIONS.md).
+    """
+    if z.dim() != 3:
+        raise ValueError(f"decorrelation expects modules of shape (B, K, d), got {tuple(z.shape)}")
+    b, k, d = z.shape
+    if k < 2:
+        return z.new_zeros(())
+    if b < 2:
+        raise ValueError("decorrelation needs a batch of at least 2 samples")
+    flat = z.reshape(b, k * d)
+    zs = (flat - flat.mean(0)) / (flat.std(0, unbiased=False) + eps)
+    corr = zs.T @ zs / b
+    block = torch.arange(k * d, device=z.device) // d
+    off = block[:, None] != block[None, :]
+    return (corr.pow(2) * off).sum() / off.sum()
+
+
+def balance_entropy(a: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of p_k = sum_t A_tk / sum_tk A_tk: log K when modules are used equally, 0 for one."""
+    p = a.sum(0) / a.sum()
+    return -(p * torch.log(p.clamp_min(1e-12))).sum()
+
+
+def graph_regularizer(a: torch.Tensor, lambda_sps: float, lambda_bal: float) -> torch.Tensor:
+    """L_graph = lambda_sps * ||A||_1 - lambda_bal * Entropy(column sums of A, normalized). a: (T, K)."""
+    if a.dim() != 2:
+        raise ValueError(f"routing graph must be (T, K), got {tuple(a.shape)}")
+    return lambda_sps * a.abs().sum() - lambda_bal * balance_entropy(a)
+
+
+def girm_var(grads: torch.Tensor) -> torch.Tensor:
+    """G-IRM Var: sum_t sum_e (1/E) || g_{e,t} - mean_e' g_{e',t} ||^2.
+
+    grads: (E, T, K), grads[e, t] = dR_t^e / dA_t, the gradient of task t's risk in environment e with
+    respect to its row of the routing graph. Zero iff every environment yields the same gradient.
+    """
+    _check_grads(grads)
+    return (grads - grads.mean(0, keepdim=True)).pow(2).sum() / grads.shape[0]
+
+
+def girm_norm(grads: torch.Tensor) -> torch.Tensor:
+    """G-IRM Norm (ours, the IRMv1 analogue): sum_t sum_e || g_{e,t} ||^2. grads: (E, T, K)."""
+    _check_grads(grads)
+    return grads.pow(2).sum()
+
+
+def _check_grads(grads: torch.Tensor) -> None:
+    if grads.dim() != 3:
+        raise ValueError(f"G-IRM expects per-environment gradients of shape (E, T, K), got {tuple(grads.shape)}")
+
+
+GIRM_PENALTIES = {"var": girm_var, "norm": girm_norm}
+
+
+def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int) -> torch.Tensor:
+    """Per-environment task risks R[e, t] = mean of losses[b, t] over the samples b of environment e.
+
+    losses: (B, T) per-sample losses; env: (B,) integer environment of each sample.
+    """
+    counts = torch.bincount(env, minlength=n_envs).to(losses.dtype)
+    if (counts == 0).any():
+        raise ValueError(f"every environment needs samples in the batch; counts per env {counts.tolist()}")
+    sums = torch.zeros(n_envs, losses.shape[1], dtype=losses.dtype, device=losses.device)
+    sums = sums.index_add(0, env, losses)
+    return sums / counts[:, None]

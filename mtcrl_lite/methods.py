@@ -1,0 +1,179 @@
+"""One algorithm contract and the method registry (DomainBed-style).
+
+A method owns its model and optimizer. Each training step it receives per-environment batches
+
+    batches = {env_name: (x, {task: y})}      # every training environment, every step
+
+and returns a dict of floats to log. Methods that ignore environments concatenate them. A new method is
+one class here plus one `register(...)` line; methods that need per-task gradients of the shared
+parameters (PCGrad, GradVac) override `update` and use `model.shared_parameters()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import losses as L
+from .tasks import Task
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def hp(default, lo=None, hi=None, doc=""):
+    """A hyper-parameter with its default and its search range (log-uniform if both bounds are > 0)."""
+    return field(default=default, metadata={"range": (lo, hi), "doc": doc})
+
+
+@dataclass
+class NoHParams:
+    pass
+
+
+@dataclass
+class MTCRLHParams:
+    lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec")
+    lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)")
+    lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph")
+    lambda_girm: float = hp(10.0, 1e-1, 1e3, "weight of the G-IRM penalty once annealed in")
+    girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
+    anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
+
+
+class Method(nn.Module):
+    model_kind = "mtl"
+    hparams_cls = NoHParams
+
+    def __init__(self, model: nn.Module, tasks: list[Task], hparams, lr: float, weight_decay: float,
+                 envs: list[str]):
+        super().__init__()
+        self.model, self.tasks, self.hp, self.envs = model, tasks, hparams, list(envs)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    # -- the contract -------------------------------------------------------------------------
+    def objective(self, batches, step: int) -> dict[str, torch.Tensor]:
+        """Named, already-weighted loss terms; the total minimized is their sum."""
+        raise NotImplementedError
+
+    def update(self, batches, step: int) -> dict[str, float]:
+        terms = self.objective(batches, step)
+        check_finite(terms, step)
+        total = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    @torch.no_grad()
+    def predict(self, x) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    def routing_graph(self):
+        """The T x K routing graph as nested lists, or None for models without one."""
+        g = getattr(self.model, "graph", None)
+        return None if g is None else g.detach().cpu().tolist()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def task_losses(self, logits, ys) -> dict[str, torch.Tensor]:
+        return {t.name: t.loss(logits[t.name], ys[t.name]) for t in self.tasks}
+
+
+def check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
+    for name, v in terms.items():
+        if not torch.isfinite(v).all():
+            raise NonFiniteLossError(
+                f"loss term {name!r} is {float(v)} at step {step}; lower train.lr, or the weight of that term, "
+                f"and check the inputs of that step")
+
+
+def concat(batches):
+    xs, ys = zip(*batches.values())
+    return torch.cat(xs), {t: torch.cat([y[t] for y in ys]) for t in ys[0]}
+
+
+class ERM(Method):
+    """Vanilla MTL (Caruana 1997): sum of equally weighted task losses on the pooled environments.
+    With model_kind = 'stl' the same objective trains one independent network per task."""
+
+    def objective(self, batches, step):
+        x, y = concat(batches)
+        return {f"task/{k}": v for k, v in self.task_losses(self.model(x), y).items()}
+
+
+class STL(ERM):
+    model_kind = "stl"
+
+
+class MTCRLMethod(Method):
+    """MT-CRL (Hu et al. 2022): Σ_t R_t + λ_dec L_dec + L_graph + λ_G L_G-IRM (METHOD.md §3).
+
+    The task risk is the mean over environments of the per-environment risks R_t^e. For G-IRM the graph A
+    is repeated once per environment and each sample reads its environment's copy, so one call of
+    autograd.grad(Σ R, copies, create_graph=True) yields every dR_t^e/dA_t, shape (E, T, K).
+    """
+    model_kind = "mtcrl"
+    hparams_cls = MTCRLHParams
+
+    def objective(self, batches, step):
+        h = self.hp
+        if h.girm not in ("none", *L.GIRM_PENALTIES):
+            raise ValueError(f"hp.girm must be 'var', 'norm' or 'none', got {h.girm!r}")
+        x, y = concat(batches)
+        env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long) for i, b in enumerate(batches.values())])
+        m = self.model
+        z = m.modules_of(x)
+        a = m.graph
+        copies = a.unsqueeze(0).repeat(len(batches), 1, 1)            # (E, T, K)
+        logits = m.routed_logits(z, copies[env])                      # per-sample graph (B, T, K)
+        per_sample = torch.stack([nn.functional.cross_entropy(logits[t.name], y[t.name], reduction="none")
+                                  if t.kind == "classification" else _unsupported(t) for t in self.tasks], 1)
+        risks = L.env_task_risks(per_sample, env, len(batches))       # (E, T)
+        terms = {f"task/{t.name}": risks[:, i].mean() for i, t in enumerate(self.tasks)}
+        terms["dec"] = h.lambda_dec * L.decorrelation(z)
+        terms["graph"] = L.graph_regularizer(a, h.lambda_sps, h.lambda_bal)
+        if h.girm != "none":
+            weight = h.lambda_girm if step >= h.anneal_steps else 0.0
+            if weight > 0:
+                grads, = torch.autograd.grad(risks.sum(), copies, create_graph=True)
+                terms["girm"] = weight * L.GIRM_PENALTIES[h.girm](grads)
+        return terms
+
+
+def _unsupported(task):
+    raise ValueError(f"MT-CRL: task kind {task.kind!r} of task {task.name!r} is not supported yet")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    cls: type
+    defaults: dict
+    doc: str
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(name: str, cls: type, doc: str, **defaults) -> None:
+    METHODS[name] = MethodSpec(name, cls, defaults, doc)
+
+
+register("stl", STL, "single-task learning: one network per task, same backbone")
+register("mtl", ERM, "vanilla MTL: shared encoder, equal task weights")
+register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
+register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm")
+register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none")
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def default_hparams(name: str):
+    spec = get_method(name)
+    return spec.cls.hparams_cls(**spec.defaults)

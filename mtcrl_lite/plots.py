@@ -1,0 +1,67 @@
+"""The figures the notebooks show. Each function takes plain data and returns a matplotlib Figure."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .results import final_line
+
+
+def image_grid(data, per_env: int = 8, seed: int = 0):
+    """A row of example inputs for every training environment and the val/test splits, titled with labels."""
+    splits = {**data.train_envs, "val": data.val, "test": data.test}
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(len(splits), per_env, figsize=(1.3 * per_env, 1.5 * len(splits)), squeeze=False)
+    for row, (name, split) in zip(axes, splits.items()):
+        for ax, i in zip(row, rng.choice(len(split), per_env, replace=False)):
+            ax.imshow(split.x[i, 0], cmap="gray")
+            ax.set_title("/".join(str(int(split.y[t.name][i])) for t in data.tasks), fontsize=8)
+            ax.set_xticks([]), ax.set_yticks([])
+        row[0].set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(df: pd.DataFrame, metric: str = "acc"):
+    """Per task: mean over seeds of `metric` against epoch, one line per (method, split)."""
+    d = df[(df.selection == "epoch") & (df.metric == metric)]
+    tasks = sorted(d.task.unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
+    styles = {"train": ":", "val": "--", "test": "-"}
+    for ax, task in zip(axes[0], tasks):
+        curve = d[d.task == task].groupby(["method", "split", "epoch"]).value.mean()
+        for i, method in enumerate(dict.fromkeys(d.method)):
+            for split, ls in styles.items():
+                if (method, split) in curve.index.droplevel(2):
+                    s = curve.loc[(method, split)]
+                    ax.plot(s.index + 1, s.values, ls, color=f"C{i}", label=f"{method} {split}")
+        ax.set_title(f"task {task}"), ax.set_xlabel("epoch"), ax.set_ylabel(metric)
+    axes[0, -1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def routing_graphs(run_dirs, task_names):
+    """Heatmaps of the routing graph A (task x module) at the selected epoch, one per run with a graph."""
+    runs = []
+    for d in run_dirs:
+        line = final_line(d)
+        if line.get("A") is not None:
+            cfg = json.loads((Path(d) / "config.json").read_text())
+            runs.append((f"{cfg['method']} seed {cfg['seed']}", np.array(line["A"])))
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 2.2), squeeze=False)
+    for ax, (title, a) in zip(axes[0], runs):
+        im = ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(title, fontsize=8)
+        ax.set_yticks(range(len(task_names)), task_names, fontsize=7)
+        ax.set_xticks(range(a.shape[1]), [f"Z{k}" for k in range(a.shape[1])], fontsize=7)
+        for (i, j), v in np.ndenumerate(a):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    return fig

@@ -1,0 +1,78 @@
+"""Grids of runs (methods x seeds) and the summaries notebooks print.
+
+    python -m mtcrl_lite.sweep --dataset multimnist --methods stl mtl mtcrl --seeds 0 1 2 --out results/x
+
+Finished runs are reused, interrupted ones resume; each run lives in OUT/METHOD/seed{S}-{config digest}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .config import make_config, parse_sets
+from .results import collect
+from .train import run
+
+
+def run_dir(root, cfg) -> Path:
+    return Path(root) / cfg.method / f"seed{cfg.seed}-{cfg.digest()}"
+
+
+def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrides=None,
+             force: bool = False, progress: bool = True) -> list[Path]:
+    cfgs = [make_config(dataset, m, s, scale, overrides) for m in methods for s in seeds]   # validate all first
+    dirs = []
+    for cfg in tqdm(cfgs, desc=f"{dataset} runs", disable=not progress):
+        dirs.append(run(cfg, run_dir(root, cfg), force=force, progress=False, log=lambda *_: None))
+    return dirs
+
+
+def summary(df: pd.DataFrame, selection: str = "best_val", metric: str = "acc") -> pd.DataFrame:
+    """mean ± std over seeds of `metric`, rows = method, columns = (split, task)."""
+    d = df[(df.selection == selection) & (df.metric == metric)]
+    g = d.groupby(["method", "split", "task"]).value.agg(["mean", "std", "count"])
+    cell = g.apply(lambda r: f"{r['mean']:.3f} ± {0 if pd.isna(r['std']) else r['std']:.3f}", axis=1)
+    table = cell.unstack(["split", "task"])
+    order = [c for c in [("train", t) for t in sorted(d.task.unique())] + [("val", t) for t in sorted(d.task.unique())]
+             + [("test", t) for t in sorted(d.task.unique())] if c in table.columns]
+    table = table[order]
+    table["n_seeds"] = g["count"].groupby("method").min()
+    return table.loc[[m for m in dict.fromkeys(d.method) if m in table.index]]
+
+
+def param_counts(run_dirs) -> dict[str, int]:
+    """method -> number of parameters, read from the runs' config.json."""
+    out = {}
+    for d in run_dirs:
+        cfg = json.loads((Path(d) / "config.json").read_text())
+        out[cfg["method"]] = cfg["n_params"]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mtcrl_lite.sweep")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", required=True)
+    p.add_argument("--scale", default="default", choices=["smoke", "default", "full"])
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        dirs = run_grid(args.dataset, args.methods, args.seeds, args.out, args.scale, parse_sets(args.sets), args.force)
+    except (KeyError, ValueError) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary(collect(dirs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

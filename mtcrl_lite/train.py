@@ -1,0 +1,232 @@
+"""The runner: one (dataset, method, seed, config) -> one run directory.
+
+    python -m mtcrl_lite.train --dataset multimnist --method mtcrl --seed 0 --out DIR \
+        [--epochs N] [--smoke | --scale full] [--set key=value ...] [--force]
+
+Writes DIR/config.json and DIR/results.jsonl atomically after every epoch, checkpoints every epoch, resumes
+an interrupted run from its checkpoint (bit-identical on CPU), and reuses a finished run unless --force.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import RunConfig, make_config, parse_sets
+from .data import DataMissingError, MTLData, Split, build_dataset
+from .methods import NonFiniteLossError, get_method
+from .models import build_model, count_parameters
+from .paths import REPO_ROOT
+from .results import atomic_write_text, is_finished, read_jsonl, write_jsonl
+from .tasks import HIGHER_IS_BETTER
+
+
+class RunDirConflict(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset_cached(name: str, data_json: str) -> MTLData:
+    cls = type(make_config(name, "mtl").data)
+    return build_dataset(name, cls(**{k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in json.loads(data_json).items()}))
+
+
+def load_data(cfg: RunConfig) -> MTLData:
+    """The run's dataset; built once per process for a given data config (runs of a sweep share it)."""
+    return _dataset_cached(cfg.dataset, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True))
+
+
+def to_batch(split: Split, idx, device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    x = torch.from_numpy(split.x[idx]).to(device)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    return x, {t: torch.from_numpy(y[idx]).to(device) for t, y in split.y.items()}
+
+
+def epoch_plan(sizes: dict[str, int], batch_size: int, seed: int, epoch: int) -> list[dict[str, np.ndarray]]:
+    """Index batches for one epoch: every step holds batch_size // E samples of every environment.
+
+    Steps per epoch = ceil(largest environment / per-environment batch); smaller environments cycle through
+    fresh permutations. Seeded by (seed, epoch) so a resumed run replays the same batches.
+    """
+    per_env = batch_size // len(sizes)
+    if per_env < 1:
+        raise ValueError(f"train.batch_size = {batch_size} is smaller than the number of environments ({len(sizes)})")
+    rng = np.random.default_rng([seed, epoch])
+    steps = max(math.ceil(n / per_env) for n in sizes.values())
+    streams = {}
+    for env, n in sizes.items():
+        reps = math.ceil(steps * per_env / n)
+        streams[env] = np.concatenate([rng.permutation(n) for _ in range(reps)])
+    return [{env: s[i * per_env:(i + 1) * per_env] for env, s in streams.items()} for i in range(steps)]
+
+
+@torch.no_grad()
+def evaluate(method, data: MTLData, split: Split, device, max_n: int | None = None, chunk: int = 1024) -> dict:
+    method.eval()
+    n = len(split) if max_n is None else min(max_n, len(split))
+    sums = {t.name: {"acc": 0.0, "loss": 0.0} for t in data.tasks}
+    for s in range(0, n, chunk):
+        x, y = to_batch(split, np.arange(s, min(s + chunk, n)), device)
+        logits = method.predict(x)
+        for t in data.tasks:
+            sums[t.name]["loss"] += float(t.loss(logits[t.name], y[t.name])) * len(x)
+            sums[t.name]["acc"] += float((logits[t.name].argmax(1) == y[t.name]).sum())
+    method.train()
+    return {t: {m: v / n for m, v in d.items()} for t, d in sums.items()}
+
+
+def selection_score(metrics: dict, tasks) -> float:
+    """Mean over tasks of the primary validation metric, signed so that higher is better."""
+    return float(np.mean([metrics["val"][t.name][t.primary] * (1 if HIGHER_IS_BETTER[t.primary] else -1)
+                          for t in tasks]))
+
+
+def finalize(epochs: list[dict], tasks) -> dict:
+    best = max(epochs, key=lambda r: (selection_score(r["metrics"], tasks), -r["epoch"]))
+    tail = epochs[-max(1, math.ceil(0.1 * len(epochs))):]
+    last10 = {split: {t: {m: float(np.mean([r["metrics"][split][t][m] for r in tail])) for m in by_m}
+                      for t, by_m in by_t.items()} for split, by_t in epochs[-1]["metrics"].items()}
+    return {"kind": "final", "selection": "best_val: max mean val primary metric over tasks",
+            "selected_epoch": best["epoch"], "metrics": best["metrics"], "last10": last10,
+            "last10_epochs": [r["epoch"] for r in tail], "A": best.get("A")}
+
+
+def provenance() -> dict:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip() or "unknown"
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        rev, dirty = "unknown", None
+    return {"git_revision": rev, "git_dirty": dirty, "mtcrl_lite": __version__, "torch": torch.__version__,
+            "numpy": np.__version__, "python": sys.version.split()[0]}
+
+
+def build_method(cfg: RunConfig, data: MTLData, device):
+    spec = get_method(cfg.method)
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec.cls.model_kind, data.input_shape, data.tasks, cfg.model).to(device)
+    return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
+
+
+def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
+    """Train (or resume, or reuse) one run; returns its directory."""
+    out = Path(out)
+    cfg_path, res_path, ckpt_path = out / "config.json", out / "results.jsonl", out / "checkpoint.pt"
+    digest = cfg.digest()
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if force:
+            shutil.rmtree(out)
+        elif old.get("digest") != digest:
+            raise RunDirConflict(f"{out} holds a run with another config (digest {old.get('digest')} != {digest}); "
+                                 f"pass --force to overwrite it or choose another --out")
+        elif is_finished(out):
+            log(f"reusing finished run {out}")
+            return out
+    out.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = resolve_device(cfg.train.device)
+    data = load_data(cfg)
+    method = build_method(cfg, data, device)
+    if not cfg_path.exists():
+        atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "digest": digest, **provenance(),
+                                                "n_params": count_parameters(method.model),
+                                                "device": str(device)}, indent=1, sort_keys=True))
+    rows, start = [], 0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        method.load_state_dict(ck["method"])
+        method.optimizer.load_state_dict(ck["optimizer"])
+        start = ck["epoch"] + 1
+        rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
+        log(f"resuming {out} at epoch {start}")
+    sizes = {e: len(s) for e, s in data.train_envs.items()}
+    plans_steps = len(epoch_plan(sizes, cfg.train.batch_size, cfg.seed, 0))
+    train_eval = data.train_all()
+    bar = tqdm(total=plans_steps * cfg.train.epochs, initial=plans_steps * start, disable=not progress,
+               desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
+    for epoch in range(start, cfg.train.epochs):
+        t0, sums = time.perf_counter(), {}
+        plan = epoch_plan(sizes, cfg.train.batch_size, cfg.seed, epoch)
+        for i, idx in enumerate(plan):
+            step = epoch * len(plan) + i
+            batches = {e: to_batch(data.train_envs[e], ix, device) for e, ix in idx.items()}
+            try:
+                logs = method.update(batches, step)
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(f"epoch {epoch}: {err}") from None
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
+        metrics = {"train": evaluate(method, data, train_eval, device, cfg.train.eval_train_max),
+                   "val": evaluate(method, data, data.val, device),
+                   "test": evaluate(method, data, data.test, device)}
+        rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * len(plan), "metrics": metrics,
+                     "loss": {k: v / len(plan) for k, v in sums.items()}, "A": method.routing_graph(),
+                     "time_s": time.perf_counter() - t0})
+        write_jsonl(res_path, rows)
+        tmp = ckpt_path.with_suffix(".pt.tmp")
+        torch.save({"epoch": epoch, "method": method.state_dict(), "optimizer": method.optimizer.state_dict()}, tmp)
+        tmp.replace(ckpt_path)
+    bar.close()
+    write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
+    ckpt_path.unlink(missing_ok=True)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mtcrl_lite.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory (config.json, results.jsonl, checkpoint.pt)")
+    p.add_argument("--epochs", type=int, default=None, help="shorthand for --set train.epochs=N")
+    p.add_argument("--smoke", action="store_true", help="tiny CI scale (same as --scale smoke)")
+    p.add_argument("--scale", default="default", choices=["smoke", "default", "full"])
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set hp.lambda_girm=100 --set data.n_val=500")
+    p.add_argument("--force", action="store_true", help="discard an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        overrides = parse_sets(args.sets)
+        if args.epochs is not None:
+            overrides["train.epochs"] = args.epochs
+        cfg = make_config(args.dataset, args.method, args.seed, "smoke" if args.smoke else args.scale, overrides)
+        out = run(cfg, args.out, force=args.force, progress=not args.quiet)
+    except (KeyError, ValueError, RunDirConflict) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    except (DataMissingError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    final = read_jsonl(out / "results.jsonl")[-1]
+    print(json.dumps({"run": str(out), "selected_epoch": final["selected_epoch"],
+                      "test": {t: m["acc"] for t, m in final["metrics"]["test"].items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The install files agree with each other, and notebooks are committed without outputs."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", re.M)
+
+
+def pins(text):
+    return {name.lower(): version for name, version in PIN.findall(text)}
+
+
+def test_environment_yml_names_the_same_pins_as_requirements():
+    req = pins((ROOT / "requirements.txt").read_text())
+    assert req["torch"] == "2.13.0"
+    assert pins((ROOT / "environment.yml").read_text()) == req
+
+
+def test_dockerfile_installs_requirements_and_the_same_python():
+    docker = (ROOT / "Dockerfile").read_text()
+    assert "COPY requirements.txt" in docker and "make venv" in docker
+    assert not set(pins(docker)) - set(pins((ROOT / "requirements.txt").read_text()))
+    assert "python:3.11" in docker and "python=3.11" in (ROOT / "environment.yml").read_text()
+
+
+def test_no_torchvision_anywhere():
+    for f in ("requirements.txt", "environment.yml", "Dockerfile", "pyproject.toml"):
+        code = [line for line in (ROOT / f).read_text().splitlines() if not line.lstrip().startswith("#")]
+        assert not any("torchvision" in line for line in code), f"{f} names torchvision"
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_stripped_and_parametrized(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{nb.name}: strip outputs"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and "SMOKE" in "".join(tagged[0]["source"])
+    assert nb.name in (ROOT / "Makefile").read_text()

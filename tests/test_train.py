@@ -1,0 +1,151 @@
+"""The runner and every method, end to end on the download-free debug dataset."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mtcrl_lite import train as T
+from mtcrl_lite.config import make_config
+from mtcrl_lite.methods import METHODS
+from mtcrl_lite.results import collect, read_jsonl
+
+SMALL = {"train.batch_size": 32, "train.epochs": 3, "hp.anneal_steps": 1, "model.channels": (4,), "model.width": 8}
+
+
+def cfg_for(method, seed=0, **extra):
+    over = {k: v for k, v in {**SMALL, **extra}.items()}
+    if method in ("mtl", "stl"):
+        over.pop("hp.anneal_steps")
+    return make_config("debug", method, seed, overrides=over)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_takes_finite_steps_and_moves_parameters(method):
+    cfg = cfg_for(method)
+    data = T.load_data(cfg)
+    m = T.build_method(cfg, data, torch.device("cpu"))
+    before = [p.detach().clone() for p in m.model.parameters()]
+    plan = T.epoch_plan({e: len(s) for e, s in data.train_envs.items()}, 32, 0, 0)
+    for step, idx in enumerate(plan):
+        logs = m.update({e: T.to_batch(data.train_envs[e], ix, "cpu") for e, ix in idx.items()}, step)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values()), logs
+    if method in ("mtcrl", "mtcrl-norm"):
+        assert "girm" in logs and logs["girm"] > 0
+    moved = [not torch.equal(a, b) for a, b in zip(before, m.model.parameters())]
+    assert all(moved)
+
+
+def test_girm_gradients_in_one_call_equal_per_environment_calls():
+    cfg = cfg_for("mtcrl")
+    data = T.load_data(cfg)
+    model = T.build_method(cfg, data, "cpu").model
+    envs = list(data.train_envs.values())
+    xs = [torch.from_numpy(s.x[:8]).float() / 255 for s in envs]
+    ys = [torch.from_numpy(s.y["right"][:8]) for s in envs]
+    copies = model.graph.unsqueeze(0).repeat(2, 1, 1)
+    env = torch.tensor([0] * 8 + [1] * 8)
+    logits = model.routed_logits(model.modules_of(torch.cat(xs)), copies[env])["right"]
+    ce = torch.nn.functional.cross_entropy(logits, torch.cat(ys), reduction="none")
+    joint, = torch.autograd.grad(ce[:8].mean() + ce[8:].mean(), copies)
+    for e in range(2):
+        a = model.graph
+        r = torch.nn.functional.cross_entropy(model.routed_logits(model.modules_of(xs[e]), a)["right"], ys[e])
+        alone, = torch.autograd.grad(r, model.theta)
+        dsig = a * (1 - a)                               # dA/dΘ
+        assert torch.allclose(joint[e, 1] * dsig[1], alone[1], atol=1e-6)
+
+
+def test_epoch_plan_is_stratified_and_seeded():
+    plan = T.epoch_plan({"a": 10, "b": 25}, 10, seed=1, epoch=2)
+    assert len(plan) == 5 and all(len(s["a"]) == len(s["b"]) == 5 for s in plan)
+    assert sorted(sum((list(s["b"]) for s in plan), [])) == list(range(25))
+    assert all((p["a"] == q["a"]).all() for p, q in zip(plan, T.epoch_plan({"a": 10, "b": 25}, 10, 1, 2)))
+    with pytest.raises(ValueError, match="smaller than the number of environments"):
+        T.epoch_plan({"a": 3, "b": 3}, 1, 0, 0)
+
+
+def strip_times(rows):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    a = T.run(cfg_for("mtcrl"), tmp_path / "a", progress=False)
+    b = T.run(cfg_for("mtcrl"), tmp_path / "b", progress=False)
+    c = T.run(cfg_for("mtcrl", seed=1), tmp_path / "c", progress=False)
+    ra, rb, rc = (strip_times(read_jsonl(d / "results.jsonl")) for d in (a, b, c))
+    assert ra == rb and ra != rc
+    assert [r["kind"] for r in ra] == ["epoch"] * 3 + ["final"]
+    assert len(ra[-1]["A"]) == 2 and not (a / "checkpoint.pt").exists()
+    cfg = json.loads((a / "config.json").read_text())
+    assert cfg["seed"] == 0 and cfg["hp"]["girm"] == "var" and "git_revision" in cfg and cfg["n_params"] > 0
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch):
+    full = T.run(cfg_for("mtcrl-norm"), tmp_path / "full", progress=False)
+    real_build = T.build_method
+
+    def build_then_die(*args):
+        m = real_build(*args)
+        update = m.update
+
+        def update_or_die(batches, step):
+            if step == 9:          # inside epoch 2 of 3 (4 steps per epoch)
+                raise KeyboardInterrupt
+            return update(batches, step)
+        m.update = update_or_die
+        return m
+    monkeypatch.setattr(T, "build_method", build_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        T.run(cfg_for("mtcrl-norm"), tmp_path / "killed", progress=False)
+    assert (tmp_path / "killed" / "checkpoint.pt").exists()
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "killed" / "results.jsonl")] == [0, 1]
+    monkeypatch.setattr(T, "build_method", real_build)
+    logs = []
+    T.run(cfg_for("mtcrl-norm"), tmp_path / "killed", progress=False, log=logs.append)
+    assert logs == [f"resuming {tmp_path / 'killed'} at epoch 2"]
+    assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
+
+
+def test_finished_run_is_reused_and_other_config_is_refused(tmp_path):
+    out = T.run(cfg_for("mtl"), tmp_path / "r", progress=False)
+    logs = []
+    T.run(cfg_for("mtl"), out, progress=False, log=logs.append)
+    assert logs == [f"reusing finished run {out}"]
+    with pytest.raises(T.RunDirConflict, match="--force"):
+        T.run(cfg_for("mtl", **{"train.lr": 0.5}), out, progress=False)
+    T.run(cfg_for("mtl", **{"train.lr": 0.5}), out, force=True, progress=False)
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 0.5
+
+
+def test_collect_gives_a_tidy_table(tmp_path):
+    dirs = [T.run(cfg_for(m), tmp_path / m, progress=False) for m in ("stl", "mtl")]
+    df = collect(dirs)
+    final = df[(df.selection == "best_val") & (df.split == "test") & (df.metric == "acc")]
+    assert set(final.method) == {"stl", "mtl"} and set(final.task) == {"left", "right"} and len(final) == 4
+    assert set(df.selection) == {"epoch", "best_val", "last10"}
+    assert df.value.between(0, 10).all()
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "mtcrl_lite.train", *args], capture_output=True, text=True)
+
+
+def test_cli_errors_are_clear(tmp_path):
+    r = cli("--dataset", "debug", "--method", "nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "unknown method 'nope'; valid: ['mtcrl'" in r.stderr
+    r = cli("--dataset", "debug", "--method", "mtl", "--out", str(tmp_path / "x"), "--set", "train.epoch=2")
+    assert r.returncode == 2 and "did you mean ['train.epochs'" in r.stderr
+    r = cli("--dataset", "debug", "--method", "mtcrl", "--out", str(tmp_path / "x"), "--set", "model.n_modules=1")
+    assert r.returncode == 2 and "smaller than the number of tasks" in r.stderr
+    r = cli("--dataset", "debug", "--method", "mtcrl", "--out", str(tmp_path / "y"), "--set", "hp.lambda_dec=nan")
+    assert r.returncode == 1 and "loss term 'dec' is nan at step 0" in r.stderr and "epoch 0" in r.stderr
+    r = cli("--dataset", "debug", "--method", "mtl", "--out", str(tmp_path / "z"), "--set", "data.n_test=0")
+    assert r.returncode == 2 and "'test' is empty" in r.stderr
+
+
+def test_cli_trains_and_prints_the_selected_test_accuracy(tmp_path):
+    r = cli("--dataset", "debug", "--method", "mtcrl", "--out", str(tmp_path / "ok"), "--quiet", "--epochs", "1")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout.strip().splitlines()[-1])["test"]) == {"left", "right"}
