@@ -78,3 +78,13 @@ def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int) -> torc
     sums = torch.zeros(n_envs, losses.shape[1], dtype=losses.dtype, device=losses.device)
     sums = sums.index_add(0, env, losses)
     return sums / counts[:, None]
+
+
+def irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """IRMv1 (Arjovsky et al. 2019): (d/dw CE(w * logits, y) at w = 1)^2 for one task in one environment.
+
+    Zero exactly when scaling the logits of this environment cannot lower its risk (a stationary scale).
+    """
+    w = torch.ones((), dtype=logits.dtype, device=logits.device, requires_grad=True)
+    g, = torch.autograd.grad(torch.nn.functional.cross_entropy(logits * w, y), w, create_graph=True)
+    return g.pow(2)

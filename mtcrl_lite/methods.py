@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import losses as L
+from . import surgery as S
 from .tasks import Task
 
 
@@ -142,6 +143,135 @@ class MTCRLMethod(Method):
         return terms
 
 
+class SurgeryMethod(Method):
+    """Shared parameters step along a combination of per-task gradients (T backward passes, the floor);
+    task-specific parameters take their own task's gradient. Subclasses implement `combine(G, step)`."""
+
+    def update(self, batches, step):
+        x, y = concat(batches)
+        losses = self.task_losses(self.model(x), y)
+        terms = {f"task/{k}": v for k, v in losses.items()}
+        check_finite(terms, step)
+        shared = self.model.shared_parameters()
+        shared_ids = {id(p) for p in shared}
+        own = {t: [p for p in self.model.heads[t].parameters() if id(p) not in shared_ids] for t in losses}
+        rows = []
+        self.optimizer.zero_grad(set_to_none=True)
+        for t, loss in losses.items():
+            grads = torch.autograd.grad(loss, shared + own[t], retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                   for g, p in zip(grads[:len(shared)], shared)]))
+            for p, g in zip(own[t], grads[len(shared):]):
+                p.grad = g
+        combined = self.combine(torch.stack(rows), step)
+        offset = 0
+        for p in shared:
+            p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        self.optimizer.step()
+        return {"total": float(sum(losses.values()).detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def combine(self, grads: torch.Tensor, step: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PCGrad(SurgeryMethod):
+    """PCGrad (Yu et al. 2020) on the shared encoder; the random task order is seeded by the step."""
+
+    def combine(self, grads, step):
+        return S.pcgrad(grads, generator=torch.Generator().manual_seed(step))
+
+
+@dataclass
+class GradVacHParams:
+    beta: float = hp(0.01, 1e-3, 0.1, "EMA rate of the target cosine similarity (GradVac paper: 1e-2)")
+
+
+class GradVac(SurgeryMethod):
+    """GradVac (Wang et al. 2021) on the whole shared-parameter vector; EMA targets live in a buffer
+    so that they are checkpointed with the model."""
+    hparams_cls = GradVacHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        self.register_buffer("target", torch.zeros(len(tasks), len(tasks)))
+
+    def combine(self, grads, step):
+        g, target = S.gradvac(grads, self.target, self.hp.beta, generator=torch.Generator().manual_seed(step))
+        self.target.copy_(target)
+        return g
+
+
+@dataclass
+class IRMHParams:
+    lambda_irm: float = hp(100.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
+    anneal_steps: int = hp(100, 0, 5000, "penalty weight is 1 for this many steps, then lambda_irm")
+
+
+class IRM(Method):
+    """IRMv1 (Arjovsky et al. 2019), per task and environment: mean_e [sum_t R_t^e + w * sum_t penalty_t^e].
+    As in DomainBed, the weight is 1 until `anneal_steps`, and the loss is divided by (1 + w) when w > 1 so that
+    the task gradients keep their scale (DomainBed also resets Adam at that step; we do not)."""
+    hparams_cls = IRMHParams
+
+    def objective(self, batches, step):
+        w = self.hp.lambda_irm if step >= self.hp.anneal_steps else 1.0
+        scale = 1.0 / (1.0 + w) if w > 1 else 1.0
+        x, y = concat(batches)
+        logits = self.model(x)
+        sizes = [len(b[0]) for b in batches.values()]
+        terms = {}
+        for t in self.tasks:
+            risks, pens = [], []
+            for lg, yy in zip(logits[t.name].split(sizes), y[t.name].split(sizes)):
+                risks.append(t.loss(lg, yy))
+                pens.append(L.irm_penalty(lg, yy))
+            terms[f"task/{t.name}"] = scale * torch.stack(risks).mean()
+            terms[f"irm/{t.name}"] = scale * w * torch.stack(pens).mean()
+        return terms
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+@dataclass
+class DANNHParams:
+    lambda_dann: float = hp(0.1, 1e-2, 1.0, "weight of the environment-adversarial loss")
+    disc_width: int = hp(64, 16, 256, "hidden width of the environment discriminator")
+
+
+class DANN(Method):
+    """DANN (Ganin et al. 2016) with the training environments as domains: an MLP discriminator predicts each
+    sample's environment from the shared representation, through a gradient-reversal layer (one optimizer,
+    one backward; DomainBed alternates discriminator and feature steps instead)."""
+    hparams_cls = DANNHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        width = model.heads[tasks[0].name].in_features
+        self.discriminator = nn.Sequential(nn.Linear(width, hparams.disc_width), nn.ReLU(),
+                                           nn.Linear(hparams.disc_width, len(envs)))
+        self.optimizer = torch.optim.Adam(list(model.parameters()) + list(self.discriminator.parameters()),
+                                          lr=lr, weight_decay=weight_decay)
+
+    def objective(self, batches, step):
+        x, y = concat(batches)
+        env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long) for i, b in enumerate(batches.values())])
+        h = self.model.representation(x)
+        logits = {name: head(h) for name, head in self.model.heads.items()}
+        terms = {f"task/{k}": v for k, v in self.task_losses(logits, y).items()}
+        d = self.discriminator(_GradReverse.apply(h))
+        terms["dann"] = self.hp.lambda_dann * nn.functional.cross_entropy(d, env)
+        return terms
+
+
 def _unsupported(task):
     raise ValueError(f"MT-CRL: task kind {task.kind!r} of task {task.name!r} is not supported yet")
 
@@ -163,6 +293,10 @@ def register(name: str, cls: type, doc: str, **defaults) -> None:
 
 register("stl", STL, "single-task learning: one network per task, same backbone")
 register("mtl", ERM, "vanilla MTL: shared encoder, equal task weights")
+register("pcgrad", PCGrad, "vanilla MTL + PCGrad on the shared encoder")
+register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder")
+register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation")
+register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
 register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
 register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm")
 register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none")
