@@ -16,7 +16,8 @@ from .tasks import Task
 
 @dataclass
 class ModelConfig:
-    channels: tuple[int, ...] = (16, 32)  # conv widths of the image trunk (5x5 conv, ReLU, 2x2 max-pool each)
+    channels: tuple[int, ...] = (16, 32)  # trunk widths: conv channels for (C, H, W) inputs (5x5 conv, ReLU,
+                                          # 2x2 max-pool each), hidden units for (D,) inputs (Linear, ReLU each)
     width: int = 64                       # shared representation width W (= K * d for MT-CRL)
     n_modules: int = 0                    # K; 0 = max(4, 2T) (METHOD.md §3, ours)
     theta_init: float = 1.0               # routing logits start at Θ = 1, i.e. A = sigmoid(1) = 0.73
@@ -46,12 +47,30 @@ def conv_trunk(input_shape: tuple[int, ...], channels: tuple[int, ...]) -> tuple
     return nn.Sequential(*layers, nn.Flatten()), c * h * w
 
 
+def mlp_trunk(input_shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """(Linear -> ReLU) per entry of `widths` for vector inputs. Returns (module, output dim)."""
+    (dim,) = input_shape
+    layers: list[nn.Module] = []
+    for out in widths:
+        layers += [nn.Linear(dim, out), nn.ReLU()]
+        dim = out
+    return nn.Sequential(*layers), dim
+
+
+def trunk_for(input_shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[nn.Module, int]:
+    if len(input_shape) == 3:
+        return conv_trunk(input_shape, widths)
+    if len(input_shape) == 1:
+        return mlp_trunk(input_shape, widths)
+    raise ValueError(f"no backbone for inputs of shape {input_shape}: expected (C, H, W) images or (D,) vectors")
+
+
 class Encoder(nn.Module):
     """Shared encoder Φ: trunk, then Linear + ReLU to the representation of width W."""
 
     def __init__(self, input_shape, cfg: ModelConfig):
         super().__init__()
-        self.trunk, dim = conv_trunk(tuple(input_shape), tuple(cfg.channels))
+        self.trunk, dim = trunk_for(tuple(input_shape), tuple(cfg.channels))
         self.proj = nn.Linear(dim, cfg.width)
 
     def forward(self, x):

@@ -78,3 +78,11 @@ def test_too_few_modules_is_an_error():
         build_model("mtcrl", (1, 16, 16), TASKS, ModelConfig(n_modules=3, width=8))
     with pytest.raises(KeyError, match="valid"):
         build_model("resnet", (1, 16, 16), TASKS, ModelConfig())
+
+
+def test_vector_inputs_get_an_mlp_trunk():
+    m = build_model("mtcrl", (6,), TASKS, ModelConfig(channels=(5,), width=8))
+    out = m(torch.randn(3, 6))
+    assert out["left"].shape == (3, 10) and isinstance(m.encoder.trunk[0], torch.nn.Linear)
+    with pytest.raises(ValueError, match="no backbone"):
+        build_model("mtl", (2, 3), TASKS, ModelConfig())
