@@ -139,3 +139,9 @@ def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default"
     apply_overrides(cfg, preset)
     apply_overrides(cfg, dict(overrides or {}))
     return cfg
+
+
+def config_from_dict(d: dict) -> RunConfig:
+    """Rebuild a RunConfig from a run's config.json (extra provenance keys are ignored)."""
+    over = {f"{sec}.{k}": v for sec in SECTIONS for k, v in (d.get(sec) or {}).items()}
+    return make_config(d["dataset"], d["method"], d["seed"], "default", over)

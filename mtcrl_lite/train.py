@@ -3,7 +3,8 @@
     python -m mtcrl_lite.train --dataset multimnist --method mtcrl --seed 0 --out DIR \
         [--epochs N] [--smoke | --scale full] [--set key=value ...] [--force]
 
-Writes DIR/config.json and DIR/results.jsonl atomically after every epoch, checkpoints every epoch, resumes
+Writes DIR/config.json and DIR/results.jsonl atomically after every epoch, keeps the weights of the epoch chosen
+on validation in DIR/model_best.pt (`load_trained(DIR)` reads them back), checkpoints every epoch, resumes
 an interrupted run from its checkpoint (bit-identical on CPU), and reuses a finished run unless --force.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import RunConfig, make_config, parse_sets
+from .config import RunConfig, config_from_dict, make_config, parse_sets
 from .data import DataMissingError, MTLData, Split, build_dataset
 from .methods import NonFiniteLossError, get_method
 from .models import build_model, count_parameters
@@ -133,6 +134,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     """Train (or resume, or reuse) one run; returns its directory."""
     out = Path(out)
     cfg_path, res_path, ckpt_path = out / "config.json", out / "results.jsonl", out / "checkpoint.pt"
+    best_path = out / "model_best.pt"
     digest = cfg.digest()
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
@@ -186,6 +188,10 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * len(plan), "metrics": metrics,
                      "loss": {k: v / len(plan) for k, v in sums.items()}, "A": method.routing_graph(),
                      "time_s": time.perf_counter() - t0})
+        if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
+            tmp = best_path.with_suffix(".pt.tmp")
+            torch.save(method.model.state_dict(), tmp)
+            tmp.replace(best_path)
         write_jsonl(res_path, rows)
         tmp = ckpt_path.with_suffix(".pt.tmp")
         torch.save({"epoch": epoch, "method": method.state_dict(), "optimizer": method.optimizer.state_dict()}, tmp)
@@ -194,6 +200,19 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
     ckpt_path.unlink(missing_ok=True)
     return out
+
+
+def load_trained(run_dir, device="cpu"):
+    """(method with the validation-selected weights, RunConfig, MTLData) of a finished run, for analysis."""
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        raise FileNotFoundError(f"{run_dir} holds no finished run; train it with python -m mtcrl_lite.train")
+    cfg = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    data = load_data(cfg)
+    method = build_method(cfg, data, torch.device(device))
+    method.model.load_state_dict(torch.load(run_dir / "model_best.pt", map_location=device))
+    method.eval()
+    return method, cfg, data
 
 
 def main(argv=None) -> int:

@@ -168,3 +168,14 @@ def test_cli_trains_and_prints_the_selected_test_accuracy(tmp_path):
     r = cli("--dataset", "debug", "--method", "mtcrl", "--out", str(tmp_path / "ok"), "--quiet", "--epochs", "1")
     assert r.returncode == 0, r.stderr
     assert set(json.loads(r.stdout.strip().splitlines()[-1])["test"]) == {"left", "right"}
+
+
+def test_load_trained_returns_the_validation_selected_weights(tmp_path):
+    out = T.run(cfg_for("mtcrl"), tmp_path / "r", progress=False)
+    method, cfg, data = T.load_trained(out)
+    final = read_jsonl(out / "results.jsonl")[-1]
+    assert cfg.digest() == json.loads((out / "config.json").read_text())["digest"]
+    assert T.evaluate(method, data, data.test, "cpu") == final["metrics"]["test"]
+    assert torch.allclose(method.model.graph, torch.tensor(final["A"]))
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        T.load_trained(tmp_path / "nothing")
