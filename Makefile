@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-NOTEBOOKS := notebooks/06_multimnist.ipynb
+NOTEBOOKS := notebooks/06_multimnist.ipynb notebooks/09_main_results.ipynb
 PAPERMILL_ARGS ?=
 
 .PHONY: venv data reproduce test bench clean

@@ -65,3 +65,22 @@ def routing_graphs(run_dirs, task_names):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     return fig
+
+
+def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
+    """Per-seed Δ over vanilla MTL (dots) with the mean and its 95 % interval (bar), one row per method."""
+    methods = list(summary.index)
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(methods) + 1))
+    for i, m in enumerate(methods):
+        d = deltas[deltas.method == m].delta
+        ax.plot(d, [i] * len(d), "o", color="C0", alpha=0.6)
+        s = summary.loc[m]
+        if not np.isnan(s["ci95_low"]):
+            ax.plot([s["ci95_low"], s["ci95_high"]], [i, i], "-", color="C1", lw=2)
+        ax.plot([s["mean"]], [i], "|", color="C1", ms=14, mew=2)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(methods)), methods)
+    ax.set_xlabel("Δ over vanilla MTL, same seed (%)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

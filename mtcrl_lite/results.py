@@ -48,14 +48,17 @@ def tidy(run_dir: Path) -> pd.DataFrame:
     """One row per (epoch or selection rule, split, task, metric) of one run, with its identifying columns.
 
     `epoch` rows carry selection='epoch'; the final line yields selection='best_val' (the epoch chosen on
-    validation) and selection='last10' (mean of the last 10 % of epochs).
+    validation) and selection='last10' (mean of the last 10 % of epochs). `primary` marks each task's primary metric
+    (the one model selection and the paper's Δ use).
     """
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
     ident = {"dataset": cfg["dataset"], "method": cfg["method"], "seed": cfg["seed"],
              "config_hash": cfg["digest"], "run_dir": str(run_dir)}
+    lines = read_jsonl(run_dir / "results.jsonl")
+    primary = lines[-1].get("primary", {}) if lines and lines[-1]["kind"] == "final" else {}
     rows = []
-    for line in read_jsonl(run_dir / "results.jsonl"):
+    for line in lines:
         if line["kind"] == "epoch":
             blocks = [("epoch", line["epoch"], line["metrics"])]
         else:
@@ -65,7 +68,8 @@ def tidy(run_dir: Path) -> pd.DataFrame:
                 for task, by_metric in by_task.items():
                     for metric, value in by_metric.items():
                         rows.append({**ident, "selection": selection, "epoch": epoch, "split": split,
-                                     "task": task, "metric": metric, "value": value})
+                                     "task": task, "metric": metric, "value": value,
+                                     "primary": primary.get(task, "acc") == metric})
     return pd.DataFrame(rows)
 
 

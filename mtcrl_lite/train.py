@@ -108,7 +108,8 @@ def finalize(epochs: list[dict], tasks) -> dict:
                       for t, by_m in by_t.items()} for split, by_t in epochs[-1]["metrics"].items()}
     return {"kind": "final", "selection": "best_val: max mean val primary metric over tasks",
             "selected_epoch": best["epoch"], "metrics": best["metrics"], "last10": last10,
-            "last10_epochs": [r["epoch"] for r in tail], "A": best.get("A")}
+            "last10_epochs": [r["epoch"] for r in tail], "A": best.get("A"),
+            "primary": {t.name: t.primary for t in tasks}}
 
 
 def provenance() -> dict:

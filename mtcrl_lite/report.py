@@ -1,0 +1,131 @@
+"""The main results table (paper layout) and per-seed paired comparisons against vanilla MTL.
+
+Each dataset notebook writes `results/<notebook>/tidy_results.csv` (see `results.tidy`); this module reads them,
+computes, per seed, the relative improvement Δ of every method over vanilla MTL *of the same seed* (paired), and
+prints "ours ± std (n seeds) | paper" per cell.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .metrics import relative_improvement
+from .paths import results_root
+from .tasks import HIGHER_IS_BETTER
+
+DATASETS = ["Multi-MNIST", "MovieLens", "Taskonomy", "CityScape", "NYUv2"]
+# where each column's runs live (the notebook that produces them)
+SOURCES = {"Multi-MNIST": "06_multimnist", "MovieLens": "07_movielens", "Taskonomy": "03_taskonomy",
+           "CityScape": "04_cityscapes", "NYUv2": "05_nyuv2"}
+ROWS = {"stl": "Single-task", "pcgrad": "PCGrad", "gradvac": "GradVac", "dann": "DANN", "irm": "IRM",
+        "mtcrl-nogirm": "MT-CRL w/o G-IRM", "mtcrl-norm": "MT-CRL, G-IRM Norm", "mtcrl": "MT-CRL, G-IRM Var"}
+# The paper's main table (REFERENCES.md, from the authors' slides): Δ over vanilla MTL in %.
+PAPER = {
+    "stl": [3.3, 0.2, -2.5, -2.4, -12.2, -2.7],
+    "pcgrad": [4.5, 0.2, 3.1, 2.1, 7.4, 3.5],
+    "gradvac": [4.6, 0.3, 3.5, 2.1, 7.2, 3.5],
+    "dann": [4.1, 0.4, 1.2, 0.3, -0.4, 1.1],
+    "irm": [5.0, 0.4, 1.1, 0.6, -0.1, 1.4],
+    "mtcrl-nogirm": [5.9, 0.2, 3.2, 1.5, 4.3, 3.0],
+    "mtcrl-norm": [7.8, 1.0, 6.5, 2.9, 8.0, 5.2],
+    "mtcrl": [8.1, 1.1, 7.1, 2.8, 8.2, 5.5],
+}
+# two-sided 95 % Student t quantiles, df = 1..30 (beyond: 1.96)
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t975(df: int) -> float:
+    return T975[df - 1] if 1 <= df <= len(T975) else 1.96
+
+
+def per_seed_delta(df: pd.DataFrame, baseline: str = "mtl", selection: str = "best_val", split: str = "test",
+                   convention: str = "paper") -> pd.DataFrame:
+    """One row per (method, seed): Δ in % of that run over the baseline run with the same seed."""
+    d = df[(df.selection == selection) & (df.split == split) & (df.metric != "loss")]
+    if "primary" not in d:
+        d = d.assign(primary=d.metric == "acc")
+    table = {}
+    for (method, seed), g in d.groupby(["method", "seed"]):
+        table[(method, seed)] = ({t: dict(zip(gt.metric, gt.value)) for t, gt in g.groupby("task")},
+                                 {t: gt.metric[gt.primary.astype(bool)].iloc[0] for t, gt in g.groupby("task")})
+    rows = []
+    for (method, seed), (values, primary) in table.items():
+        if method == baseline or (baseline, seed) not in table:
+            continue
+        base = table[(baseline, seed)][0]
+        hib = {t: {m: HIGHER_IS_BETTER[m] for m in ms} for t, ms in values.items()}
+        rows.append({"method": method, "seed": seed,
+                     "delta": relative_improvement(values, base, hib, convention, primary)})
+    return pd.DataFrame(rows, columns=["method", "seed", "delta"])
+
+
+def paired_summary(deltas: pd.DataFrame) -> pd.DataFrame:
+    """Mean Δ, std over seeds, n, the 95 % t confidence interval, and whether it excludes 0."""
+    out = []
+    for method, g in deltas.groupby("method", sort=False):
+        n, mean = len(g), float(g.delta.mean())
+        std = float(g.delta.std(ddof=1)) if n > 1 else float("nan")
+        half = t975(n - 1) * std / math.sqrt(n) if n > 1 else float("nan")
+        verdict = ("n = 1: no interval" if n < 2 else
+                   "better than MTL" if mean - half > 0 else "worse than MTL" if mean + half < 0 else "inside the noise")
+        out.append({"method": method, "mean": mean, "std": std, "n": n, "ci95_low": mean - half,
+                    "ci95_high": mean + half, "verdict": verdict})
+    return pd.DataFrame(out).set_index("method") if out else pd.DataFrame()
+
+
+def load_column(dataset: str, root=None) -> tuple[pd.DataFrame | None, bool]:
+    """The tidy results of one main-table column and whether they come from a synthetic stand-in."""
+    path = results_root(root) / SOURCES[dataset] / "tidy_results.csv"
+    if not path.exists():
+        return None, False
+    df = pd.read_csv(path)
+    return df, bool(df.dataset.astype(str).str.contains("standin").any())
+
+
+def main_table(columns: dict[str, tuple[pd.DataFrame | None, bool]], selection: str = "best_val") -> pd.DataFrame:
+    """Rows = methods (paper order), columns = datasets + avg; cell 'ours ± std (n) | paper'.
+
+    A dataset without results reads 'not run'; one computed on a synthetic stand-in is marked '†'.
+    The average is over the datasets we ran (marked with how many).
+    """
+    cells = {r: {} for r in ROWS}
+    means = {r: [] for r in ROWS}
+    for j, name in enumerate(DATASETS):
+        df, stand_in = columns.get(name, (None, False))
+        summary = paired_summary(per_seed_delta(df, selection=selection)) if df is not None else pd.DataFrame()
+        for method in ROWS:
+            paper = f"{PAPER[method][j]:+.1f}"
+            if method not in summary.index:
+                cells[method][name] = f"not run | {paper}"
+                continue
+            s = summary.loc[method]
+            spread = "" if math.isnan(s["std"]) else f" ± {s['std']:.1f}"
+            cells[method][name] = f"{s['mean']:+.1f}{spread} (n={s['n']}){' †' if stand_in else ''} | {paper}"
+            means[method].append(s["mean"])
+    for method in ROWS:
+        ran = means[method]
+        ours = f"{np.mean(ran):+.1f} ({len(ran)}/5 datasets)" if ran else "not run"
+        cells[method]["avg"] = f"{ours} | {PAPER[method][-1]:+.1f}"
+    return pd.DataFrame.from_dict(cells, orient="index").rename(index=ROWS)[DATASETS + ["avg"]]
+
+
+def orderings(summary: pd.DataFrame) -> dict[str, bool]:
+    """The paper's orderings, checked on mean Δ over MTL (only for methods present in `summary`)."""
+    mean = summary["mean"].to_dict()
+    out = {}
+    for m in ("mtcrl", "mtcrl-norm", "mtcrl-nogirm"):
+        if m in mean:
+            out[f"{ROWS[m]} > MTL ({mean[m]:+.2f} %, {summary.loc[m, 'verdict']})"] = mean[m] > 0
+    for m in ("mtcrl", "mtcrl-norm"):
+        if m in mean and "mtcrl-nogirm" in mean:
+            out[f"{ROWS[m]} > MT-CRL w/o G-IRM ({mean[m]:+.2f} vs {mean['mtcrl-nogirm']:+.2f})"] = \
+                mean[m] > mean["mtcrl-nogirm"]
+    if "mtcrl" in mean:
+        for b in ("stl", "pcgrad", "gradvac", "dann", "irm"):
+            if b in mean:
+                out[f"MT-CRL (Var) > {ROWS[b]} ({mean['mtcrl']:+.2f} vs {mean[b]:+.2f})"] = mean["mtcrl"] > mean[b]
+    return out

@@ -1,0 +1,57 @@
+import math
+
+import pandas as pd
+import pytest
+
+from mtcrl_lite import report as R
+
+
+def tidy(rows):
+    """rows: (method, seed, task, value) of test accuracy at the best_val selection."""
+    return pd.DataFrame([{"dataset": "multimnist", "method": m, "seed": s, "selection": "best_val", "split": "test",
+                          "task": t, "metric": "acc", "value": v, "primary": True} for m, s, t, v in rows])
+
+
+DF = tidy([("mtl", 0, "l", 0.50), ("mtl", 0, "r", 0.40), ("mtl", 1, "l", 0.60), ("mtl", 1, "r", 0.80),
+           ("mtcrl", 0, "l", 0.55), ("mtcrl", 0, "r", 0.40), ("mtcrl", 1, "l", 0.60), ("mtcrl", 1, "r", 1.00),
+           ("stl", 0, "l", 0.45), ("stl", 0, "r", 0.40)])
+
+
+def test_per_seed_delta_is_paired_with_the_same_seed():
+    d = R.per_seed_delta(DF).set_index(["method", "seed"]).delta
+    assert d[("mtcrl", 0)] == pytest.approx((10 + 0) / 2)        # +10 % on l, 0 on r
+    assert d[("mtcrl", 1)] == pytest.approx((0 + 25) / 2)
+    assert d[("stl", 0)] == pytest.approx(-5.0)
+    assert ("mtl", 0) not in d.index
+
+
+def test_paired_summary_interval_and_verdicts():
+    s = R.paired_summary(R.per_seed_delta(DF))
+    m = s.loc["mtcrl"]
+    assert m["mean"] == pytest.approx(8.75) and m["n"] == 2
+    half = 12.706 * m["std"] / math.sqrt(2)
+    assert m["ci95_low"] == pytest.approx(8.75 - half) and m["verdict"] == "inside the noise"
+    assert s.loc["stl"]["verdict"] == "n = 1: no interval"
+    clear = pd.DataFrame({"method": ["x"] * 3, "seed": [0, 1, 2], "delta": [2.0, 2.1, 1.9]})
+    assert R.paired_summary(clear).loc["x"]["verdict"] == "better than MTL"
+
+
+def test_main_table_layout_not_run_and_stand_in_marks():
+    table = R.main_table({"Multi-MNIST": (DF, False), "NYUv2": (DF.assign(dataset="nyuv2-standin"), True)})
+    assert list(table.columns) == R.DATASETS + ["avg"]
+    assert list(table.index) == list(R.ROWS.values())
+    var = table.loc["MT-CRL, G-IRM Var"]
+    assert var["Multi-MNIST"].startswith("+8.8 ± ") and var["Multi-MNIST"].endswith("(n=2) | +8.1")
+    assert "†" in var["NYUv2"] and "†" not in var["Multi-MNIST"]
+    assert var["MovieLens"] == "not run | +1.1"
+    assert table.loc["PCGrad"]["Multi-MNIST"] == "not run | +4.5"
+    assert var["avg"].startswith("+8.8 (2/5 datasets)")
+
+
+def test_orderings_report_each_claim():
+    s = R.paired_summary(R.per_seed_delta(DF))
+    checks = R.orderings(s)
+    assert len(checks) == 2
+    (claim_mtl, ok_mtl), (claim_stl, ok_stl) = checks.items()
+    assert claim_mtl.startswith("MT-CRL, G-IRM Var > MTL (+8.75 %") and ok_mtl
+    assert "Single-task" in claim_stl and ok_stl
