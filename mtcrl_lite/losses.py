@@ -80,11 +80,11 @@ def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int) -> torc
     return sums / counts[:, None]
 
 
-def irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """IRMv1 (Arjovsky et al. 2019): (d/dw CE(w * logits, y) at w = 1)^2 for one task in one environment.
+def irm_penalty(logits: torch.Tensor, y: torch.Tensor, loss=torch.nn.functional.cross_entropy) -> torch.Tensor:
+    """IRMv1 (Arjovsky et al. 2019): (d/dw loss(w * logits, y) at w = 1)^2 for one task in one environment.
 
-    Zero exactly when scaling the logits of this environment cannot lower its risk (a stationary scale).
+    Zero exactly when scaling the outputs of this environment cannot lower its risk (a stationary scale).
     """
     w = torch.ones((), dtype=logits.dtype, device=logits.device, requires_grad=True)
-    g, = torch.autograd.grad(torch.nn.functional.cross_entropy(logits * w, y), w, create_graph=True)
+    g, = torch.autograd.grad(loss(logits * w, y), w, create_graph=True)
     return g.pow(2)

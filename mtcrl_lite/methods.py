@@ -129,8 +129,7 @@ class MTCRLMethod(Method):
         a = m.graph
         copies = a.unsqueeze(0).repeat(len(batches), 1, 1)            # (E, T, K)
         logits = m.routed_logits(z, copies[env])                      # per-sample graph (B, T, K)
-        per_sample = torch.stack([nn.functional.cross_entropy(logits[t.name], y[t.name], reduction="none")
-                                  if t.kind == "classification" else _unsupported(t) for t in self.tasks], 1)
+        per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
         risks = L.env_task_risks(per_sample, env, len(batches))       # (E, T)
         terms = {f"task/{t.name}": risks[:, i].mean() for i, t in enumerate(self.tasks)}
         terms["dec"] = h.lambda_dec * L.decorrelation(z)
@@ -225,7 +224,7 @@ class IRM(Method):
             risks, pens = [], []
             for lg, yy in zip(logits[t.name].split(sizes), y[t.name].split(sizes)):
                 risks.append(t.loss(lg, yy))
-                pens.append(L.irm_penalty(lg, yy))
+                pens.append(L.irm_penalty(lg, yy, t.loss))
             terms[f"task/{t.name}"] = scale * torch.stack(risks).mean()
             terms[f"irm/{t.name}"] = scale * w * torch.stack(pens).mean()
         return terms
@@ -270,10 +269,6 @@ class DANN(Method):
         d = self.discriminator(_GradReverse.apply(h))
         terms["dann"] = self.hp.lambda_dann * nn.functional.cross_entropy(d, env)
         return terms
-
-
-def _unsupported(task):
-    raise ValueError(f"MT-CRL: task kind {task.kind!r} of task {task.name!r} is not supported yet")
 
 
 @dataclass(frozen=True)

@@ -82,17 +82,18 @@ def epoch_plan(sizes: dict[str, int], batch_size: int, seed: int, epoch: int) ->
 
 @torch.no_grad()
 def evaluate(method, data: MTLData, split: Split, device, max_n: int | None = None, chunk: int = 1024) -> dict:
+    """{task: {metric: value}} on the first `max_n` samples of `split` (all if None)."""
     method.eval()
     n = len(split) if max_n is None else min(max_n, len(split))
-    sums = {t.name: {"acc": 0.0, "loss": 0.0} for t in data.tasks}
+    outs, ys = {t.name: [] for t in data.tasks}, {t.name: [] for t in data.tasks}
     for s in range(0, n, chunk):
         x, y = to_batch(split, np.arange(s, min(s + chunk, n)), device)
         logits = method.predict(x)
         for t in data.tasks:
-            sums[t.name]["loss"] += float(t.loss(logits[t.name], y[t.name])) * len(x)
-            sums[t.name]["acc"] += float((logits[t.name].argmax(1) == y[t.name]).sum())
+            outs[t.name].append(logits[t.name].float())
+            ys[t.name].append(y[t.name])
     method.train()
-    return {t: {m: v / n for m, v in d.items()} for t, d in sums.items()}
+    return {t.name: t.metrics(torch.cat(outs[t.name]), torch.cat(ys[t.name])) for t in data.tasks}
 
 
 def selection_score(metrics: dict, tasks) -> float:

@@ -47,3 +47,29 @@ def test_relative_improvement_errors():
         relative_improvement({"a": {"acc": 1}}, {"a": {"acc": 0}}, hib, "all_metrics")
     with pytest.raises(ValueError, match="tasks differ"):
         relative_improvement({"a": {"acc": 1}}, {"b": {"acc": 1}}, hib, "all_metrics")
+
+
+def test_auc_by_hand_and_with_ties():
+    import torch
+
+    from mtcrl_lite.tasks import auc
+    y = torch.tensor([0, 0, 1, 1])
+    assert auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), y) == pytest.approx(0.75)    # one of four pairs misordered
+    assert auc(torch.tensor([1.0, 1.0, 1.0, 1.0]), y) == pytest.approx(0.5)     # all tied
+    assert auc(torch.tensor([0.0, 1.0, 1.0, 2.0]), y) == pytest.approx(0.875)   # one tied pair counts 1/2
+    assert auc(torch.tensor([3.0, 2.0]), torch.tensor([1, 1])) != auc(torch.tensor([3.0, 2.0]), torch.tensor([1, 1]))
+
+
+def test_task_metrics_per_kind():
+    import torch
+
+    from mtcrl_lite.tasks import Task
+    clf = Task("c", "classification", 2)
+    out = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    m = clf.metrics(out, torch.tensor([0, 1, 0]))
+    assert m["acc"] == pytest.approx(2 / 3) and m["auc"] == pytest.approx(0.5) and m["loss"] > 0
+    reg = Task("r", "regression", 1, primary="rmse")
+    m = reg.metrics(torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 3.0]))
+    assert m == pytest.approx({"loss": 0.5, "rmse": 0.5 ** 0.5, "mae": 0.5})
+    with pytest.raises(ValueError, match="valid"):
+        Task("x", "ranking", 1)
