@@ -27,43 +27,53 @@ def image_grid(data, per_env: int = 8, seed: int = 0):
 
 
 def learning_curves(df: pd.DataFrame, metric: str = "acc"):
-    """Per task: mean over seeds of `metric` against epoch, one line per (method, split)."""
+    """Mean over seeds of `metric` against epoch: one panel per (task, split), one line per method."""
     d = df[(df.selection == "epoch") & (df.metric == metric)]
-    tasks = sorted(d.task.unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
-    styles = {"train": ":", "val": "--", "test": "-"}
-    for ax, task in zip(axes[0], tasks):
-        curve = d[d.task == task].groupby(["method", "split", "epoch"]).value.mean()
-        for i, method in enumerate(dict.fromkeys(d.method)):
-            for split, ls in styles.items():
-                if (method, split) in curve.index.droplevel(2):
-                    s = curve.loc[(method, split)]
-                    ax.plot(s.index + 1, s.values, ls, color=f"C{i}", label=f"{method} {split}")
-        ax.set_title(f"task {task}"), ax.set_xlabel("epoch"), ax.set_ylabel(metric)
-    axes[0, -1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    tasks, splits = sorted(d.task.unique()), [s for s in ("train", "val", "test") if s in set(d.split)]
+    methods = list(dict.fromkeys(d.method))
+    curve = d.groupby(["task", "split", "method", "epoch"]).value.mean()
+    fig, axes = plt.subplots(len(tasks), len(splits), figsize=(3.6 * len(splits) + 1.6, 2.6 * len(tasks)),
+                             squeeze=False, sharex=True)
+    for r, task in enumerate(tasks):
+        for c, split in enumerate(splits):
+            ax = axes[r, c]
+            for i, method in enumerate(methods):
+                if (task, split, method) in curve.index.droplevel(3):
+                    s = curve.loc[(task, split, method)]
+                    ax.plot(s.index + 1, s.values, color=plt.cm.tab10(i % 10), label=method, lw=1.2)
+            ax.set_title(f"{task} · {split}", fontsize=9)
+            ax.set_xlabel("epoch" if r == len(tasks) - 1 else ""), ax.set_ylabel(metric if c == 0 else "")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
     return fig
 
 
 def routing_graphs(run_dirs, task_names):
-    """Heatmaps of the routing graph A (task x module) at the selected epoch, one per run with a graph."""
-    runs = []
+    """Heatmaps of the routing graph A (task x module) at the selected epoch: rows = methods, columns = seeds."""
+    runs = {}
     for d in run_dirs:
         line = final_line(d)
         if line.get("A") is not None:
             cfg = json.loads((Path(d) / "config.json").read_text())
-            runs.append((f"{cfg['method']} seed {cfg['seed']}", np.array(line["A"])))
+            runs.setdefault(cfg["method"], {})[cfg["seed"]] = np.array(line["A"])
     if not runs:
         return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 2.2), squeeze=False)
-    for ax, (title, a) in zip(axes[0], runs):
-        im = ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
-        ax.set_title(title, fontsize=8)
-        ax.set_yticks(range(len(task_names)), task_names, fontsize=7)
-        ax.set_xticks(range(a.shape[1]), [f"Z{k}" for k in range(a.shape[1])], fontsize=7)
-        for (i, j), v in np.ndenumerate(a):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    n_cols = max(len(v) for v in runs.values())
+    fig, axes = plt.subplots(len(runs), n_cols, figsize=(2.6 * n_cols + 1, 0.5 * len(task_names) * len(runs) + 0.9),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, (method, by_seed) in zip(axes, runs.items()):
+        for ax, (seed, a) in zip(row, sorted(by_seed.items())):
+            ax.axis("on")
+            im = ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
+            ax.set_title(f"{method} seed {seed}", fontsize=8)
+            ax.set_yticks(range(len(task_names)), task_names, fontsize=7)
+            ax.set_xticks(range(a.shape[1]), [f"Z{k}" for k in range(a.shape[1])], fontsize=7)
+            for (i, j), v in np.ndenumerate(a):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     return fig
 
 

@@ -244,8 +244,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     final = read_jsonl(out / "results.jsonl")[-1]
-    print(json.dumps({"run": str(out), "selected_epoch": final["selected_epoch"],
-                      "test": {t: m["acc"] for t, m in final["metrics"]["test"].items()}}))
+    n_params = json.loads((out / "config.json").read_text())["n_params"]
+    print(json.dumps({"run": str(out), "n_params": n_params, "selected_epoch": final["selected_epoch"],
+                      "test": final["metrics"]["test"]}))
     return 0
 
 
