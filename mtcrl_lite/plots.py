@@ -60,7 +60,7 @@ def routing_graphs(run_dirs, task_names):
     if not runs:
         return None
     n_cols = max(len(v) for v in runs.values())
-    fig, axes = plt.subplots(len(runs), n_cols, figsize=(2.6 * n_cols + 1, 0.5 * len(task_names) * len(runs) + 0.9),
+    fig, axes = plt.subplots(len(runs), n_cols, figsize=(2.6 * n_cols + 1, len(runs) * (0.4 * len(task_names) + 1.0)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
