@@ -21,7 +21,7 @@ def test_environment_yml_names_the_same_pins_as_requirements():
 
 def test_dockerfile_installs_requirements_and_the_same_python():
     docker = (ROOT / "Dockerfile").read_text()
-    assert "COPY requirements.txt" in docker and "make venv" in docker
+    assert "requirements.txt" in docker and "make venv" in docker and "COPY Makefile" in docker
     assert not set(pins(docker)) - set(pins((ROOT / "requirements.txt").read_text()))
     assert "python:3.11" in docker and "python=3.11" in (ROOT / "environment.yml").read_text()
 
