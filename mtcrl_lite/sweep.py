@@ -41,7 +41,7 @@ def summary(df: pd.DataFrame, selection: str = "best_val", metric: str = "acc") 
     order = [c for c in [("train", t) for t in sorted(d.task.unique())] + [("val", t) for t in sorted(d.task.unique())]
              + [("test", t) for t in sorted(d.task.unique())] if c in table.columns]
     table = table[order]
-    table["n_seeds"] = g["count"].groupby("method").min()
+    table[("n_seeds", "")] = g["count"].groupby("method").min()
     return table.loc[[m for m in dict.fromkeys(d.method) if m in table.index]]
 
 

@@ -55,3 +55,12 @@ def test_orderings_report_each_claim():
     (claim_mtl, ok_mtl), (claim_stl, ok_stl) = checks.items()
     assert claim_mtl.startswith("MT-CRL, G-IRM Var > MTL (+8.75 %") and ok_mtl
     assert "Single-task" in claim_stl and ok_stl
+
+
+def test_sweep_summary_formats_mean_std_and_counts():
+    from mtcrl_lite.sweep import summary
+    df = DF.assign(selection="best_val")
+    t = summary(df)
+    assert t.loc["mtcrl", ("test", "r")] == "0.700 ± 0.424"      # mean and sample std of 0.40, 1.00
+    assert t.loc["stl", ("n_seeds", "")] == 1 and t.loc["stl", ("test", "l")] == "0.450 ± 0.000"
+    assert list(t.index) == ["mtl", "mtcrl", "stl"]
