@@ -39,7 +39,7 @@ class MTCRLHParams:
     lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec")
     lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)")
     lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph")
-    lambda_girm: float = hp(10.0, 1e-1, 1e3, "weight of the G-IRM penalty once annealed in")
+    lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in")
     girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
     anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
 
@@ -203,7 +203,7 @@ class GradVac(SurgeryMethod):
 
 @dataclass
 class IRMHParams:
-    lambda_irm: float = hp(100.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
+    lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
     anneal_steps: int = hp(100, 0, 5000, "penalty weight is 1 for this many steps, then lambda_irm")
 
 
@@ -293,7 +293,7 @@ register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder")
 register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation")
 register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
 register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
-register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm")
+register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
 register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none")
 
 
