@@ -232,7 +232,8 @@ def analyze_run(run_dir, n_max: int = 2000, output: str = "logit", seed: int = 0
             rows.append({"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed, "task": t.name, "set": name,
                          "rho_spur": rho_spur(model, x, y, t.name, mask, output), **cf,
                          "acc_train": final["metrics"]["train"][t.name]["acc"],
-                         "acc_val": final["metrics"]["val"][t.name]["acc"], "run_dir": str(run_dir)})
+                         "acc_val": final["metrics"]["val"][t.name]["acc"],
+                         "acc_test": final["metrics"]["test"][t.name]["acc"], "run_dir": str(run_dir)})
     return pd.DataFrame(rows)
 
 
@@ -248,6 +249,44 @@ def analyze_runs(run_dirs, n_max: int = 2000, output: str = "logit", seed: int =
         df.to_csv(f, index=False)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+# The config key of the training strengths of each dataset, and the strength that means "no correlation".
+STRENGTH_KEY = {"multisem": "data.train_mc", "multimnist": "data.train_corrs", "debug": "data.train_corrs"}
+NO_CORRELATION = {"multisem": 0.5, "multimnist": 0.0, "debug": 0.0}
+
+
+def single_env_overrides(dataset: str, strength: float, scale: str, overrides=None) -> dict:
+    """Overrides for ONE training environment of the given strength holding as many samples as the scale's
+    default environments together (so a sweep over strength keeps the training-set size fixed)."""
+    from .config import make_config
+    base = make_config(dataset, "mtl", 0, scale, overrides)
+    n_total = base.data.n_train_per_env * len(getattr(base.data, STRENGTH_KEY[dataset].split(".", 1)[1]))
+    return {**(overrides or {}), STRENGTH_KEY[dataset]: (float(strength),), "data.n_train_per_env": n_total}
+
+
+def strength_sweep(dataset: str, methods, strengths, seeds, root, scale: str = "default", overrides=None,
+                   n_max: int = 2000, progress: bool = False) -> pd.DataFrame:
+    """Train every (strength, method, seed) with one training environment of that strength (run_grid, reusing
+    finished runs under root/strength=S) and analyze each run (`analyze_runs`); column `strength` added."""
+    from .sweep import run_grid
+    frames = []
+    for s in strengths:
+        over = single_env_overrides(dataset, s, scale, overrides)
+        dirs = run_grid(dataset, methods, seeds, Path(root) / f"strength={s:g}", scale, over, progress=progress)
+        frames.append(analyze_runs(dirs, n_max).assign(strength=s))
+    return pd.concat(frames, ignore_index=True)
+
+
+def excess_over_control(df: pd.DataFrame, control: pd.DataFrame,
+                        cols=("rho_spur", "flip_rate", "acc_drop")) -> pd.DataFrame:
+    """Per (method, set): mean over seeds and tasks of each measure, its control value (zero correlation) and
+    the excess = measure - control, the figure the claims are judged on."""
+    keys = ["method", "set"]
+    a = df.groupby(keys)[list(cols)].mean()
+    b = control.groupby(keys)[list(cols)].mean()
+    out = pd.concat({"correlated": a, "control": b, "excess": a - b}, axis=1)
+    return out.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)
 
 
 def _fmt(mean: float, std: float) -> str:
