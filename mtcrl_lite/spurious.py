@@ -278,6 +278,28 @@ def strength_sweep(dataset: str, methods, strengths, seeds, root, scale: str = "
     return pd.concat(frames, ignore_index=True)
 
 
+def conditions_sweep(dataset: str, methods, seeds, root, conditions: dict, scale: str = "default",
+                     n_max: int = 2000, progress: bool = False) -> pd.DataFrame:
+    """Train and analyze methods x seeds under each named condition {label: overrides} (runs reused under
+    root/label); column `condition` added. Building block of the control, width and strength sweeps."""
+    from .sweep import run_grid
+    frames = []
+    for label, over in conditions.items():
+        dirs = run_grid(dataset, methods, seeds, Path(root) / str(label), scale, over, progress=progress)
+        frames.append(analyze_runs(dirs, n_max).assign(condition=label))
+    return pd.concat(frames, ignore_index=True)
+
+
+def saliency_of_run(run_dir, task: str, n_max: int = 1000, output: str = "logit") -> np.ndarray:
+    """Mean |input gradient| of `task` over the first n_max shifted-validation samples of a finished run
+    (images: averaged over channels, shape (H, W))."""
+    from .train import load_trained
+    method, _, data = load_trained(run_dir)
+    x, ys = inputs_of(data, data.val)
+    sal = saliency(model_in_mask_coords(method.model, data), x[:n_max], ys[task][:n_max], task, output)
+    return sal.mean(0) if sal.ndim == 3 else sal
+
+
 def excess_over_control(df: pd.DataFrame, control: pd.DataFrame,
                         cols=("rho_spur", "flip_rate", "acc_drop")) -> pd.DataFrame:
     """Per (method, set): mean over seeds and tasks of each measure, its control value (zero correlation) and
@@ -287,6 +309,35 @@ def excess_over_control(df: pd.DataFrame, control: pd.DataFrame,
     b = control.groupby(keys)[list(cols)].mean()
     out = pd.concat({"correlated": a, "control": b, "excess": a - b}, axis=1)
     return out.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)
+
+
+def direction_checks(corr: pd.DataFrame, control: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, the paper's two directions and their control-corrected versions, with the numbers behind them
+    (shifted set; means over seeds and tasks): MTL val < STL val; ρ_spur MTL > STL; the same for the excess over
+    the zero-correlation control, and for the counterfactual flip rate; MT-CRL's ρ_spur against MTL's."""
+    rows = []
+    for ds, d in corr[corr["set"] == "shifted"].groupby("dataset"):
+        c = control[(control["set"] == "shifted") & (control.dataset == ds)]
+        a, b = d.groupby("method").mean(numeric_only=True), c.groupby("method").mean(numeric_only=True)
+        r = {"dataset": ds}
+        for col in ("acc_val", "rho_spur", "flip_rate"):
+            for m in ("stl", "mtl", "mtcrl"):
+                if m in a.index:
+                    r[f"{col} {m}"] = a.loc[m, col]
+                if col != "acc_val" and m in b.index:
+                    r[f"{col} {m} control"] = b.loc[m, col]
+        r["MTL val < STL val"] = r["acc_val mtl"] < r["acc_val stl"]
+        r["rho MTL > STL"] = r["rho_spur mtl"] > r["rho_spur stl"]
+        for col, name in (("rho_spur", "rho"), ("flip_rate", "flip")):
+            if {"stl", "mtl"} <= set(b.index):
+                ex = {m: r[f"{col} {m}"] - r[f"{col} {m} control"] for m in ("stl", "mtl")}
+                r[f"{name} excess stl"], r[f"{name} excess mtl"] = ex["stl"], ex["mtl"]
+                r[f"{name} excess MTL > STL"] = ex["mtl"] > ex["stl"]
+        if "mtcrl" in a.index:
+            r["rho MT-CRL < MTL"] = r["rho_spur mtcrl"] < r["rho_spur mtl"]
+            r["flip MT-CRL < MTL"] = r["flip_rate mtcrl"] < r["flip_rate mtl"]
+        rows.append(r)
+    return pd.DataFrame(rows).set_index("dataset").T
 
 
 def _fmt(mean: float, std: float) -> str:
