@@ -137,3 +137,15 @@ def test_analyze_run_and_table1_end_to_end(tmp_path):
     assert t1.loc["rho_spur", ("multisem", "mtl")].startswith(f"{mean:.3f}")
     ex = S.excess_over_control(df, df)
     assert (ex.xs("excess", axis=1, level=1) == 0).all().all()
+    checks = S.direction_checks(df, df)["multisem"]
+    sh = df[df.set == "shifted"].groupby("method").mean(numeric_only=True)
+    assert checks["MTL val < STL val"] == (sh.acc_val["mtl"] < sh.acc_val["stl"])
+    assert checks["rho_spur mtl"] == pytest.approx(sh.rho_spur["mtl"]) and checks["rho excess mtl"] == 0
+
+
+def test_single_environment_control_keeps_the_training_size():
+    over = S.single_env_overrides("multisem", 0.5, "smoke", {"model.width": 4})
+    assert over == {"model.width": 4, "data.train_mc": (0.5,), "data.n_train_per_env": 512}
+    cfg = make_config("multisem", "stl", 0, "smoke", over)
+    assert list(load_data(cfg).train_envs) == ["m=0.5"]
+    assert S.single_env_overrides("multimnist", 0.0, "default")["data.n_train_per_env"] == 12000
