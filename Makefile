@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-NOTEBOOKS := notebooks/06_multimnist.ipynb notebooks/09_main_results.ipynb
+NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb \
+             notebooks/06_multimnist.ipynb notebooks/09_main_results.ipynb
 PAPERMILL_ARGS ?=
 
 .PHONY: venv data reproduce test bench clean

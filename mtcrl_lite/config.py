@@ -40,6 +40,15 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
                  "model.channels": (32, 64), "model.width": 128, "train.epochs": 30, "train.device": "auto",
                  "hp.anneal_steps": 400},
     },
+    # Multi-SEM (data/sem.py): MLP trunk of 32 units, then a narrow shared bottleneck of 8 units (the width at
+    # which a shared encoder hands one task the other's factor; notebook 02 varies it).
+    "multisem": {
+        "default": {"model.channels": (32,), "model.width": 8, "train.epochs": 10, "hp.anneal_steps": 64},
+        "smoke": {"model.channels": (32,), "model.width": 8, "data.n_train_per_env": 256, "data.n_val": 256,
+                  "data.n_test": 256, "train.epochs": 2, "train.eval_train_max": 256, "hp.anneal_steps": 4},
+        "full": {"model.channels": (64,), "model.width": 8, "data.n_train_per_env": 20000, "data.n_val": 5000,
+                 "data.n_test": 10000, "train.epochs": 30, "train.device": "auto", "hp.anneal_steps": 300},
+    },
     "debug": {"default": {"train.epochs": 2}, "smoke": {"train.epochs": 1}, "full": {"train.epochs": 2}},
 }
 SCALES = ("smoke", "default", "full")
