@@ -74,7 +74,11 @@ def paired_summary(deltas: pd.DataFrame) -> pd.DataFrame:
                    "better than MTL" if mean - half > 0 else "worse than MTL" if mean + half < 0 else "inside the noise")
         out.append({"method": method, "mean": mean, "std": std, "n": n, "ci95_low": mean - half,
                     "ci95_high": mean + half, "verdict": verdict})
-    return pd.DataFrame(out).set_index("method") if out else pd.DataFrame()
+    if not out:
+        return pd.DataFrame()
+    table = pd.DataFrame(out).set_index("method")
+    order = [m for m in ROWS if m in table.index] + [m for m in table.index if m not in ROWS]
+    return table.loc[order]                                   # the paper's row order
 
 
 def load_column(dataset: str, root=None) -> tuple[pd.DataFrame | None, bool]:

@@ -32,6 +32,7 @@ def test_paired_summary_interval_and_verdicts():
     half = 12.706 * m["std"] / math.sqrt(2)
     assert m["ci95_low"] == pytest.approx(8.75 - half) and m["verdict"] == "inside the noise"
     assert s.loc["stl"]["verdict"] == "n = 1: no interval"
+    assert list(s.index) == ["stl", "mtcrl"]                  # the paper's row order
     clear = pd.DataFrame({"method": ["x"] * 3, "seed": [0, 1, 2], "delta": [2.0, 2.1, 1.9]})
     assert R.paired_summary(clear).loc["x"]["verdict"] == "better than MTL"
 
