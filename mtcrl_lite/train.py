@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import RunConfig, config_from_dict, make_config, parse_sets
-from .data import DataMissingError, MTLData, Split, build_dataset
+from .data import DATASETS, DataMissingError, MTLData, Split, build_dataset
 from .methods import NonFiniteLossError, get_method
 from .models import build_model, count_parameters
 from .paths import REPO_ROOT
@@ -46,7 +46,7 @@ def resolve_device(name: str) -> torch.device:
 
 @functools.lru_cache(maxsize=2)
 def _dataset_cached(name: str, data_json: str) -> MTLData:
-    cls = type(make_config(name, "mtl").data)
+    cls = DATASETS[name][0]
     return build_dataset(name, cls(**{k: tuple(v) if isinstance(v, list) else v
                                       for k, v in json.loads(data_json).items()}))
 
@@ -166,9 +166,9 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
         log(f"resuming {out} at epoch {start}")
     sizes = {e: len(s) for e, s in data.train_envs.items()}
-    plans_steps = len(epoch_plan(sizes, cfg.train.batch_size, cfg.seed, 0))
+    steps_per_epoch = len(epoch_plan(sizes, cfg.train.batch_size, cfg.seed, 0))
     train_eval = data.train_all()
-    bar = tqdm(total=plans_steps * cfg.train.epochs, initial=plans_steps * start, disable=not progress,
+    bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start, disable=not progress,
                desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
     for epoch in range(start, cfg.train.epochs):
         t0, sums = time.perf_counter(), {}
