@@ -128,7 +128,7 @@ def provenance() -> dict:
 def build_method(cfg: RunConfig, data: MTLData, device):
     spec = get_method(cfg.method)
     torch.manual_seed(cfg.seed)
-    model = build_model(spec.cls.model_kind, data.input_shape, data.tasks, cfg.model).to(device)
+    model = build_model(spec.cls.model_kind, data.model_input, data.tasks, cfg.model).to(device)
     return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
 
 
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
         return 1
     final = read_jsonl(out / "results.jsonl")[-1]
     print(json.dumps({"run": str(out), "selected_epoch": final["selected_epoch"],
-                      "test": {t: m["acc"] for t, m in final["metrics"]["test"].items()}}))
+                      "test": {t: m[final["primary"][t]] for t, m in final["metrics"]["test"].items()}}))
     return 0
 
 

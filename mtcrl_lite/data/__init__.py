@@ -4,10 +4,12 @@ from __future__ import annotations
 from .base import MTLData, Split
 from .sources import DataMissingError, fetch
 from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
+from .movielens import MovieLensConfig, build_movielens
 
 DATASETS = {
     "multimnist": (MultiMNISTConfig, build_multimnist),
     "debug": (DebugConfig, build_debug),
+    "movielens": (MovieLensConfig, build_movielens),
 }
 
 
