@@ -217,7 +217,8 @@ def build_from_tables(cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.Dat
             "bow_columns": (N_ID_COLS + len(DENSE), N_ID_COLS + len(DENSE) + len(vocab)),
             "counts": counts.to_dict(), "dropped": dropped,
             "split_years": {"train": f"<= {cfg.train_max_year}",
-                            "val": f"{cfg.train_max_year + 1}-{cfg.val_max_year}",
+                            "val": (f"{cfg.val_max_year}" if cfg.val_max_year == cfg.train_max_year + 1
+                                    else f"{cfg.train_max_year + 1}-{cfg.val_max_year}"),
                             "test": f">= {cfg.val_max_year + 1}"},
             "ratings_per_year": pd.DataFrame(member, columns=genres).groupby(df.year.astype(int).to_numpy()).sum()
                                   .to_dict(),
