@@ -103,19 +103,24 @@ def similarity_heatmap(s: np.ndarray, names: list[str], order=None, title: str =
     return fig
 
 
-def counts_by_year(per_year: dict, splits: dict[str, tuple[float, float]], title: str = ""):
-    """Ratings per release year, one line per genre ({genre: {year: n}}), the splits shaded ({name: (lo, hi)})."""
+def counts_by_year(per_year: dict, splits: dict[str, tuple[float, float]], title: str = "", bin_years: int = 1):
+    """Ratings per release year (summed over `bin_years`-year bins), one line per genre ({genre: {year: n}}), log
+    scale (empty bins are gaps), the splits shaded ({name: (lo, hi)})."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for i, (genre, by_year) in enumerate(per_year.items()):
-        years = sorted(int(y) for y in by_year)
-        ax.plot(years, [by_year[y] if y in by_year else by_year[str(y)] for y in years], "-", color=f"C{i}",
-                label=genre, lw=1.2)
+        binned: dict[int, int] = {}
+        for y, n in by_year.items():
+            b = int(y) // bin_years * bin_years
+            binned[b] = binned.get(b, 0) + int(n)
+        xs = sorted(binned)
+        ax.plot(xs, [binned[x] if binned[x] > 0 else np.nan for x in xs], ".-", color=f"C{i}", label=genre, lw=1.2)
+    ax.set_yscale("log")
     for j, (name, (lo, hi)) in enumerate(splits.items()):
-        ax.axvspan(lo, hi, color=f"C{j}", alpha=0.08)
-        ax.text((lo + hi) / 2, ax.get_ylim()[1] * 0.95, name, ha="center", va="top", fontsize=8)
-    ax.set_yscale("symlog")
-    ax.set_xlabel("release year"), ax.set_ylabel("ratings")
+        ax.axvspan(lo, hi, color=f"C{j}", alpha=0.1)
+        ax.annotate(name, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                    fontsize=8)
+    ax.set_xlabel(f"release year{f' ({bin_years}-year bins)' if bin_years > 1 else ''}"), ax.set_ylabel("ratings")
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, pad=14)
     fig.tight_layout()
     return fig
