@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb \
-             notebooks/06_multimnist.ipynb notebooks/09_main_results.ipynb
+             notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/09_main_results.ipynb
 PAPERMILL_ARGS ?=
 
 .PHONY: venv data reproduce test bench clean
@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed
 
 data: venv
-	$(BIN)/python -m mtcrl_lite.data fetch mnist
+	$(BIN)/python -m mtcrl_lite.data fetch mnist movielens
 
 reproduce: data
 	mkdir -p results

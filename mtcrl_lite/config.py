@@ -50,6 +50,15 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
                  "data.n_test": 10000, "train.epochs": 30, "train.device": "auto", "hp.anneal_steps": 300},
     },
     "debug": {"default": {"train.epochs": 2}, "smoke": {"train.epochs": 1}, "full": {"train.epochs": 2}},
+    # MovieLens: 8 genre tasks, K = 8 modules of d = 8 (the slide shows 8 "views"); an epoch is ~80 steps
+    "movielens": {
+        "default": {"model.channels": (128,), "model.width": 64, "model.n_modules": 8, "train.batch_size": 768,
+                    "train.epochs": 8, "train.eval_train_max": 100_000, "hp.anneal_steps": 80},
+        "smoke": {"data.max_train_per_env": 600, "model.channels": (32,), "model.width": 16, "model.n_modules": 8,
+                  "train.batch_size": 96, "train.epochs": 2, "train.eval_train_max": 100_000, "hp.anneal_steps": 4},
+        "full": {"model.channels": (256, 128), "model.width": 128, "model.n_modules": 8, "train.batch_size": 768,
+                 "train.epochs": 30, "train.eval_train_max": 100_000, "hp.anneal_steps": 160, "train.device": "auto"},
+    },
 }
 SCALES = ("smoke", "default", "full")
 

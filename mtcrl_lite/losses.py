@@ -43,41 +43,64 @@ def graph_regularizer(a: torch.Tensor, lambda_sps: float, lambda_bal: float) -> 
     return lambda_sps * a.abs().sum() - lambda_bal * balance_entropy(a)
 
 
-def girm_var(grads: torch.Tensor) -> torch.Tensor:
+def girm_var(grads: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
     """G-IRM Var: sum_t sum_e (1/E) || g_{e,t} - mean_e' g_{e',t} ||^2.
 
     grads: (E, T, K), grads[e, t] = dR_t^e / dA_t, the gradient of task t's risk in environment e with
     respect to its row of the routing graph. Zero iff every environment yields the same gradient.
+    present: optional (E, T) boolean, False where environment e has no labelled sample of task t in the batch
+    (its risk, hence its gradient, is undefined); the variance of task t is then taken over its present
+    environments E_t only: sum_t (1/|E_t|) sum_{e in E_t} || g_{e,t} - mean_{E_t} g ||^2. All present = the above.
     """
-    _check_grads(grads)
-    return (grads - grads.mean(0, keepdim=True)).pow(2).sum() / grads.shape[0]
+    _check_grads(grads, present)
+    if present is None:
+        return (grads - grads.mean(0, keepdim=True)).pow(2).sum() / grads.shape[0]
+    w = present.to(grads.dtype)[..., None]                              # (E, T, 1)
+    n = w.sum(0).clamp_min(1)                                           # (T, 1)
+    mean = (grads * w).sum(0) / n
+    return ((grads - mean).pow(2) * w).sum(0).div(n).sum()
 
 
-def girm_norm(grads: torch.Tensor) -> torch.Tensor:
-    """G-IRM Norm (ours, the IRMv1 analogue): sum_t sum_e || g_{e,t} ||^2. grads: (E, T, K)."""
-    _check_grads(grads)
-    return grads.pow(2).sum()
+def girm_norm(grads: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """G-IRM Norm (ours, the IRMv1 analogue): sum_t sum_e || g_{e,t} ||^2 over present (e, t). grads: (E, T, K)."""
+    _check_grads(grads, present)
+    if present is None:
+        return grads.pow(2).sum()
+    return (grads.pow(2) * present.to(grads.dtype)[..., None]).sum()
 
 
-def _check_grads(grads: torch.Tensor) -> None:
+def _check_grads(grads: torch.Tensor, present: torch.Tensor | None = None) -> None:
     if grads.dim() != 3:
         raise ValueError(f"G-IRM expects per-environment gradients of shape (E, T, K), got {tuple(grads.shape)}")
+    if present is not None and tuple(present.shape) != tuple(grads.shape[:2]):
+        raise ValueError(f"present must be (E, T) = {tuple(grads.shape[:2])}, got {tuple(present.shape)}")
 
 
 GIRM_PENALTIES = {"var": girm_var, "norm": girm_norm}
 
 
-def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int) -> torch.Tensor:
+def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int,
+                   labelled: torch.Tensor | None = None) -> torch.Tensor:
     """Per-environment task risks R[e, t] = mean of losses[b, t] over the samples b of environment e.
 
-    losses: (B, T) per-sample losses; env: (B,) integer environment of each sample.
+    losses: (B, T) per-sample losses; env: (B,) integer environment of each sample; labelled: optional (B, T)
+    boolean, the samples that carry a label of task t (the mean is then over those; 0 where there is none, see
+    `env_task_counts`).
     """
     counts = torch.bincount(env, minlength=n_envs).to(losses.dtype)
     if (counts == 0).any():
         raise ValueError(f"every environment needs samples in the batch; counts per env {counts.tolist()}")
     sums = torch.zeros(n_envs, losses.shape[1], dtype=losses.dtype, device=losses.device)
-    sums = sums.index_add(0, env, losses)
-    return sums / counts[:, None]
+    if labelled is None:
+        return sums.index_add(0, env, losses) / counts[:, None]
+    sums = sums.index_add(0, env, losses * labelled.to(losses.dtype))
+    return sums / env_task_counts(labelled, env, n_envs).to(losses.dtype).clamp_min(1)
+
+
+def env_task_counts(labelled: torch.Tensor, env: torch.Tensor, n_envs: int) -> torch.Tensor:
+    """N[e, t] = number of samples of environment e labelled for task t. labelled: (B, T) boolean."""
+    out = torch.zeros(n_envs, labelled.shape[1], dtype=torch.long, device=labelled.device)
+    return out.index_add(0, env, labelled.long())
 
 
 def irm_penalty(logits: torch.Tensor, y: torch.Tensor, loss=torch.nn.functional.cross_entropy) -> torch.Tensor:

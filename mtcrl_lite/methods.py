@@ -111,7 +111,8 @@ class STL(ERM):
 class MTCRLMethod(Method):
     """MT-CRL (Hu et al. 2022): Σ_t R_t + λ_dec L_dec + L_graph + λ_G L_G-IRM (METHOD.md §3).
 
-    The task risk is the mean over environments of the per-environment risks R_t^e. For G-IRM the graph A
+    The task risk is the mean over environments of the per-environment risks R_t^e (over the environments whose
+    batch holds labels of task t; see Task for missing labels). For G-IRM the graph A
     is repeated once per environment and each sample reads its environment's copy, so one call of
     autograd.grad(Σ R, copies, create_graph=True) yields every dR_t^e/dA_t, shape (E, T, K).
     """
@@ -130,15 +131,19 @@ class MTCRLMethod(Method):
         copies = a.unsqueeze(0).repeat(len(batches), 1, 1)            # (E, T, K)
         logits = m.routed_logits(z, copies[env])                      # per-sample graph (B, T, K)
         per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
-        risks = L.env_task_risks(per_sample, env, len(batches))       # (E, T)
-        terms = {f"task/{t.name}": risks[:, i].mean() for i, t in enumerate(self.tasks)}
+        labelled = torch.stack([t.labelled(y[t.name]) for t in self.tasks], 1)          # (B, T)
+        risks = L.env_task_risks(per_sample, env, len(batches), labelled)             # (E, T)
+        present = L.env_task_counts(labelled, env, len(batches)) > 0                  # (E, T)
+        w = present.to(risks.dtype)
+        task_risk = (risks * w).sum(0) / w.sum(0).clamp_min(1)        # mean over environments with labels
+        terms = {f"task/{t.name}": task_risk[i] for i, t in enumerate(self.tasks)}
         terms["dec"] = h.lambda_dec * L.decorrelation(z)
         terms["graph"] = L.graph_regularizer(a, h.lambda_sps, h.lambda_bal)
         if h.girm != "none":
             weight = h.lambda_girm if step >= h.anneal_steps else 0.0
             if weight > 0:
                 grads, = torch.autograd.grad(risks.sum(), copies, create_graph=True)
-                terms["girm"] = weight * L.GIRM_PENALTIES[h.girm](grads)
+                terms["girm"] = weight * L.GIRM_PENALTIES[h.girm](grads, present)
         return terms
 
 
@@ -223,8 +228,12 @@ class IRM(Method):
         for t in self.tasks:
             risks, pens = [], []
             for lg, yy in zip(logits[t.name].split(sizes), y[t.name].split(sizes)):
+                if not bool(t.labelled(yy).any()):
+                    continue                          # no label of this task in this environment's batch
                 risks.append(t.loss(lg, yy))
                 pens.append(L.irm_penalty(lg, yy, t.loss))
+            if not risks:
+                risks = pens = [logits[t.name].sum() * 0.0]
             terms[f"task/{t.name}"] = scale * torch.stack(risks).mean()
             terms[f"irm/{t.name}"] = scale * w * torch.stack(pens).mean()
         return terms

@@ -57,7 +57,42 @@ def mlp_trunk(input_shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[nn
     return nn.Sequential(*layers), dim
 
 
-def trunk_for(input_shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[nn.Module, int]:
+@dataclass(frozen=True)
+class TabularSpec:
+    """Vector inputs (D,) some of whose columns hold integer ids stored as floats (e.g. a user id): a dataset
+    passes this as `MTLData.input_spec` instead of a plain shape to get `TabularTrunk`."""
+    n_features: int                              # D
+    categorical: tuple[tuple[int, int], ...]     # (column, cardinality) per id column
+    emb_dim: int = 16                            # embedding size of every id column
+
+
+class TabularTrunk(nn.Module):
+    """One embedding per id column, concatenated with the other (dense) columns, then (Linear -> ReLU) per width.
+    Ids are read back with .long(), so float32 inputs (train.to_batch) carry them exactly up to 2^24."""
+
+    def __init__(self, spec: TabularSpec, widths: tuple[int, ...]):
+        super().__init__()
+        cols = [c for c, _ in spec.categorical]
+        if len(set(cols)) != len(cols) or any(not 0 <= c < spec.n_features for c in cols):
+            raise ValueError(f"id columns {cols} must be distinct columns of the {spec.n_features} features")
+        self.register_buffer("id_cols", torch.tensor(cols, dtype=torch.long), persistent=False)
+        self.register_buffer("dense_cols", torch.tensor([c for c in range(spec.n_features) if c not in cols],
+                                                        dtype=torch.long), persistent=False)
+        self.embeddings = nn.ModuleList(nn.Embedding(n, spec.emb_dim) for _, n in spec.categorical)
+        self.mlp, self.out_dim = mlp_trunk((len(self.dense_cols) + spec.emb_dim * len(cols),), widths)
+
+    def forward(self, x):
+        ids = x[:, self.id_cols].long()
+        parts = [emb(ids[:, i]) for i, emb in enumerate(self.embeddings)] + [x[:, self.dense_cols]]
+        return self.mlp(torch.cat(parts, 1))
+
+
+def trunk_for(input_shape, widths: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """Conv trunk for (C, H, W), MLP for (D,), TabularTrunk for a TabularSpec."""
+    if isinstance(input_shape, TabularSpec):
+        trunk = TabularTrunk(input_shape, widths)
+        return trunk, trunk.out_dim
+    input_shape = tuple(input_shape)
     if len(input_shape) == 3:
         return conv_trunk(input_shape, widths)
     if len(input_shape) == 1:
@@ -70,7 +105,7 @@ class Encoder(nn.Module):
 
     def __init__(self, input_shape, cfg: ModelConfig):
         super().__init__()
-        self.trunk, dim = trunk_for(tuple(input_shape), tuple(cfg.channels))
+        self.trunk, dim = trunk_for(input_shape, tuple(cfg.channels))
         self.proj = nn.Linear(dim, cfg.width)
 
     def forward(self, x):

@@ -94,3 +94,43 @@ def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def similarity_heatmap(s: np.ndarray, names: list[str], order=None, title: str = ""):
+    """A task x task similarity matrix, rows and columns in `order` (e.g. interpret.spectral_order)."""
+    order = np.arange(len(names)) if order is None else np.asarray(order)
+    m = np.asarray(s)[np.ix_(order, order)]
+    fig, ax = plt.subplots(figsize=(0.55 * len(names) + 2, 0.55 * len(names) + 1))
+    im = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r")
+    labels = [names[i] for i in order]
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if abs(v) > 0.6 else "k")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def counts_by_year(per_year: dict, splits: dict[str, tuple[float, float]], title: str = "", bin_years: int = 1):
+    """Ratings per release year (summed over `bin_years`-year bins), one line per genre ({genre: {year: n}}), log
+    scale (empty bins are gaps), the splits shaded ({name: (lo, hi)})."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for i, (genre, by_year) in enumerate(per_year.items()):
+        binned: dict[int, int] = {}
+        for y, n in by_year.items():
+            b = int(y) // bin_years * bin_years
+            binned[b] = binned.get(b, 0) + int(n)
+        xs = sorted(binned)
+        ax.plot(xs, [binned[x] if binned[x] > 0 else np.nan for x in xs], ".-", color=f"C{i}", label=genre, lw=1.2)
+    ax.set_yscale("log")
+    for j, (name, (lo, hi)) in enumerate(splits.items()):
+        ax.axvspan(lo, hi, color=f"C{j}", alpha=0.1)
+        ax.annotate(name, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                    fontsize=8)
+    ax.set_xlabel(f"release year{f' ({bin_years}-year bins)' if bin_years > 1 else ''}"), ax.set_ylabel("ratings")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=9, pad=14)
+    fig.tight_layout()
+    return fig

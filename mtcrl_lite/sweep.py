@@ -69,8 +69,10 @@ def main(argv=None) -> int:
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
+    df = collect(dirs)
+    metric = df.metric[df.primary.astype(bool)].iloc[0] if len(df) else "acc"     # e.g. rmse for MovieLens
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(summary(collect(dirs)))
+        print(summary(df, metric=metric))
     return 0
 
 

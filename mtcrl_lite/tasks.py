@@ -13,7 +13,13 @@ KINDS = ("classification", "regression")
 
 @dataclass(frozen=True)
 class Task:
-    """kind 'classification': logits (B, n_out), integer labels; 'regression': output (B, n_out=1), float targets."""
+    """kind 'classification': logits (B, n_out), integer labels; 'regression': output (B, n_out=1), float targets.
+
+    Missing labels: a sample may carry no label for a task (MovieLens: a rating is labelled only for the genres of
+    its movie). The label then is NaN (regression) or negative, e.g. -1 (classification). Such samples add nothing
+    to the loss (`per_sample_loss` is 0 for them, with zero gradient), losses are means over labelled samples, and
+    metrics are computed on the labelled samples only. With every sample labelled nothing changes.
+    """
     name: str
     kind: str            # one of KINDS
     n_out: int           # classes, or 1 for a scalar regression
@@ -25,17 +31,32 @@ class Task:
         if self.primary not in HIGHER_IS_BETTER:
             raise ValueError(f"task {self.name}: unknown metric {self.primary!r}; valid: {sorted(HIGHER_IS_BETTER)}")
 
-    def per_sample_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def labelled(self, y: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the samples that carry a label: not NaN (regression), >= 0 (classification)."""
         if self.kind == "classification":
-            return F.cross_entropy(out, y, reduction="none")
-        return (out.reshape(-1) - y.to(out.dtype)) ** 2
+            return y >= 0
+        return ~torch.isnan(y)
+
+    def per_sample_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Loss of every sample; exactly 0 (and no gradient) for samples without a label."""
+        mask = self.labelled(y)
+        if self.kind == "classification":
+            return F.cross_entropy(out, y.clamp_min(0), reduction="none") * mask
+        target = torch.where(mask, y.to(out.dtype), torch.zeros((), dtype=out.dtype, device=out.device))
+        return (out.reshape(-1) - target) ** 2 * mask
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the batch (a per-environment risk R_t^e when the batch is one environment)."""
-        return self.per_sample_loss(out, y).mean()
+        """Mean loss over the labelled samples of the batch (a per-environment risk R_t^e when the batch is one
+        environment); 0, still attached to the graph, when none is labelled."""
+        return self.per_sample_loss(out, y).sum() / self.labelled(y).sum().clamp_min(1)
 
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Metrics over a whole split (outputs of every sample at once)."""
+        """Metrics over a whole split (outputs of every sample at once), on its labelled samples."""
+        mask = self.labelled(y)
+        if not bool(mask.any()):
+            raise ValueError(f"task {self.name}: no labelled sample in this split, so its metrics are undefined; "
+                             f"enlarge the split (data config) so that every task is represented")
+        out, y = out[mask], y[mask]
         m = {"loss": float(self.loss(out, y))}
         if self.kind == "classification":
             m["acc"] = float((out.argmax(1) == y).float().mean())

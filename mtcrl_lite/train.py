@@ -128,7 +128,7 @@ def provenance() -> dict:
 def build_method(cfg: RunConfig, data: MTLData, device):
     spec = get_method(cfg.method)
     torch.manual_seed(cfg.seed)
-    model = build_model(spec.cls.model_kind, data.input_shape, data.tasks, cfg.model).to(device)
+    model = build_model(spec.cls.model_kind, data.model_input, data.tasks, cfg.model).to(device)
     return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
 
 
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     final = read_jsonl(out / "results.jsonl")[-1]
     n_params = json.loads((out / "config.json").read_text())["n_params"]
     print(json.dumps({"run": str(out), "n_params": n_params, "selected_epoch": final["selected_epoch"],
-                      "test": final["metrics"]["test"]}))
+                      "test": {t: m[final["primary"][t]] for t, m in final["metrics"]["test"].items()}}))
     return 0
 
 

