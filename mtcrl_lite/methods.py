@@ -42,6 +42,7 @@ class MTCRLHParams:
     lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in")
     girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
     anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
+    lr_graph: float = hp(1.0, 1.0, 100.0, "learning rate of the routing logits Θ as a multiple of train.lr")
 
 
 class Method(nn.Module):
@@ -118,6 +119,17 @@ class MTCRLMethod(Method):
     """
     model_kind = "mtcrl"
     hparams_cls = MTCRLHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        if hparams.lr_graph <= 0:
+            raise ValueError(f"hp.lr_graph must be > 0 (a multiple of train.lr), got {hparams.lr_graph}")
+        # Adam moves each parameter by about lr per step, so at lr 1e-3 the logits Θ can travel at most ~1 in
+        # 1,000 steps: A = sigmoid(Θ) then cannot leave its start. hp.lr_graph gives Θ its own learning rate.
+        theta = [model.theta]
+        rest = [p for p in model.parameters() if p is not model.theta]
+        self.optimizer = torch.optim.Adam([{"params": rest}, {"params": theta, "lr": lr * hparams.lr_graph}],
+                                          lr=lr, weight_decay=weight_decay)
 
     def objective(self, batches, step):
         h = self.hp

@@ -56,6 +56,28 @@ def test_surgery_step_equals_plain_step_when_tasks_do_not_conflict():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*stepped))
 
 
+def test_graph_learning_rate_multiplies_only_the_routing_logits():
+    """Adam's first step moves every parameter by about its lr: Θ by lr * hp.lr_graph, the rest by lr."""
+    data = T.load_data(cfg_for("mtcrl"))
+    idx = T.epoch_plan({e: len(s) for e, s in data.train_envs.items()}, 32, 0, 0)[0]
+    batches = {e: T.to_batch(data.train_envs[e], ix, "cpu") for e, ix in idx.items()}
+    moves = {}
+    for mult in (1.0, 10.0):
+        cfg = cfg_for("mtcrl", **{"hp.lr_graph": mult, "train.lr": 1e-3})
+        m = T.build_method(cfg, data, torch.device("cpu"))
+        theta0 = m.model.theta.detach().clone()
+        head0 = [p.detach().clone() for n, p in m.model.named_parameters() if n != "theta"]
+        m.update(batches, 0)
+        moves[mult] = ((m.model.theta.detach() - theta0).abs().max().item(),
+                       max((p.detach() - q).abs().max().item()
+                           for p, q in zip([p for n, p in m.model.named_parameters() if n != "theta"], head0)))
+    assert moves[1.0][0] == pytest.approx(1e-3, rel=0.05)
+    assert moves[10.0][0] == pytest.approx(1e-2, rel=0.05)
+    assert moves[10.0][1] == pytest.approx(moves[1.0][1], rel=1e-6) and moves[1.0][1] <= 1.05e-3
+    with pytest.raises(ValueError, match="lr_graph"):
+        T.build_method(cfg_for("mtcrl", **{"hp.lr_graph": 0.0}), data, torch.device("cpu"))
+
+
 def test_girm_gradients_in_one_call_equal_per_environment_calls():
     cfg = cfg_for("mtcrl")
     data = T.load_data(cfg)
