@@ -10,12 +10,19 @@
   (`graph_similarity`, the cosine of the rows centred on their means; 1 = same preference, -1 = opposite).
   `spectral_order` orders tasks so that similar ones sit together (numpy only: the Fiedler vector of the graph
   Laplacian of the affinity (S + 1) / 2).
+* Does A select? `graph_selection` summarises the final A of runs: its range and the share of entries that are
+  switched off (< 0.1) or on (> 0.9); with Adam at lr 1e-3 A hardly leaves its start (see hp.lr_graph).
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from .results import final_line
 
 
 def blocks(model, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -110,3 +117,19 @@ def spectral_order(s: np.ndarray) -> np.ndarray:
     if f[0] > np.median(f):
         f = -f
     return np.argsort(f, kind="stable")
+
+
+def graph_selection(run_dirs, off: float = 0.1, on: float = 0.9) -> pd.DataFrame:
+    """One row per run with a routing graph: method, seed, hp.lr_graph, min / mean / max of its final A and the
+    share of entries below `off` and above `on`."""
+    rows = []
+    for d in run_dirs:
+        a = final_line(d).get("A")
+        if a is None:
+            continue
+        a = np.asarray(a, dtype=float)
+        cfg = json.loads((Path(d) / "config.json").read_text())
+        rows.append({"method": cfg["method"], "seed": cfg["seed"], "lr_graph": cfg["hp"].get("lr_graph", 1.0),
+                     "A_min": a.min(), "A_mean": a.mean(), "A_max": a.max(),
+                     f"share < {off}": float((a < off).mean()), f"share > {on}": float((a > on).mean())})
+    return pd.DataFrame(rows)

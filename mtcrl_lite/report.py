@@ -133,3 +133,18 @@ def orderings(summary: pd.DataFrame) -> dict[str, bool]:
             if b in mean:
                 out[f"MT-CRL (Var) > {ROWS[b]} ({mean['mtcrl']:+.2f} vs {mean[b]:+.2f})"] = mean["mtcrl"] > mean[b]
     return out
+
+
+def paired_by_variant(baseline: pd.DataFrame, variants: dict, method: str = "mtcrl",
+                      splits=("val", "test"), selection: str = "best_val") -> pd.DataFrame:
+    """Paired Δ vs MTL of several variants of one method (e.g. hp.lr_graph values), on several splits.
+
+    `baseline` holds the MTL runs; `variants` maps a label to the tidy results of that variant's runs (method
+    `method`). One row per (label, split): mean, std, n, 95 % interval and verdict as in `paired_summary`."""
+    rows = {}
+    for label, d in variants.items():
+        for split in splits:
+            s = paired_summary(per_seed_delta(pd.concat([baseline, d]), selection=selection, split=split))
+            if method in s.index:
+                rows[(label, split)] = s.loc[method]
+    return pd.DataFrame(rows).T.rename_axis(["variant", "split"])

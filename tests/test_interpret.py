@@ -84,3 +84,18 @@ def test_module_word_table_on_fixture(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["c", "a", "b"]
     fig2 = plots.counts_by_year({"Drama": {1990: 3, 1995: 4}}, {"train": (1900, 1994.5)})
     assert len(fig2.axes[0].lines) == 1
+
+
+def test_graph_selection_reads_final_graphs_and_skips_models_without_one(tmp_path):
+    import json
+    for name, a, hp in (("r1", [[0.05, 0.95], [0.5, 0.2]], {"lr_graph": 30.0}), ("r2", None, {})):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"method": "mtcrl" if a else "mtl", "seed": 3, "hp": hp}))
+        (d / "results.jsonl").write_text(json.dumps({"kind": "final", "A": a}) + "\n")
+    table = I.graph_selection([tmp_path / "r1", tmp_path / "r2"])
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row.method, row.seed, row.lr_graph) == ("mtcrl", 3, 30.0)
+    assert (row.A_min, row.A_max, row.A_mean) == (0.05, 0.95, pytest.approx(0.425))
+    assert row["share < 0.1"] == 0.25 and row["share > 0.9"] == 0.25

@@ -65,3 +65,12 @@ def test_sweep_summary_formats_mean_std_and_counts():
     assert t.loc["mtcrl", ("test", "r")] == "0.700 ± 0.424"      # mean and sample std of 0.40, 1.00
     assert t.loc["stl", ("n_seeds", "")] == 1 and t.loc["stl", ("test", "l")] == "0.450 ± 0.000"
     assert list(t.index) == ["mtl", "mtcrl", "stl"]
+
+
+def test_paired_by_variant_pairs_each_variant_with_the_baseline_runs():
+    base = DF[DF.method == "mtl"]
+    fast = tidy([("mtcrl", 0, "l", 0.60), ("mtcrl", 0, "r", 0.40), ("mtcrl", 1, "l", 0.60), ("mtcrl", 1, "r", 0.80)])
+    table = R.paired_by_variant(base, {"lr 1": DF[DF.method == "mtcrl"], "lr 30": fast}, splits=("test",))
+    assert table.loc[("lr 1", "test"), "mean"] == pytest.approx(8.75)
+    assert table.loc[("lr 30", "test"), "mean"] == pytest.approx((20 + 0) / 2 / 2)   # +20 % on l at seed 0 only
+    assert list(table.index.names) == ["variant", "split"]
