@@ -15,14 +15,11 @@
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
 
-from .results import final_line
+from .results import final_graphs
 
 
 def blocks(model, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -123,12 +120,8 @@ def graph_selection(run_dirs, off: float = 0.1, on: float = 0.9) -> pd.DataFrame
     """One row per run with a routing graph: method, seed, hp.lr_graph, min / mean / max of its final A and the
     share of entries below `off` and above `on`."""
     rows = []
-    for d in run_dirs:
-        a = final_line(d).get("A")
-        if a is None:
-            continue
+    for cfg, a in final_graphs(run_dirs):
         a = np.asarray(a, dtype=float)
-        cfg = json.loads((Path(d) / "config.json").read_text())
         rows.append({"method": cfg["method"], "seed": cfg["seed"], "lr_graph": cfg["hp"].get("lr_graph", 1.0),
                      "A_min": a.min(), "A_mean": a.mean(), "A_max": a.max(),
                      f"share < {off}": float((a < off).mean()), f"share > {on}": float((a > on).mean())})

@@ -1,14 +1,11 @@
 """The figures the notebooks show. Each function takes plain data and returns a matplotlib Figure."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .results import final_line
+from .results import final_graphs
 
 
 def image_grid(data, per_env: int = 8, seed: int = 0):
@@ -52,11 +49,8 @@ def learning_curves(df: pd.DataFrame, metric: str = "acc"):
 def routing_graphs(run_dirs, task_names):
     """Heatmaps of the routing graph A (task x module) at the selected epoch: rows = methods, columns = seeds."""
     runs = {}
-    for d in run_dirs:
-        line = final_line(d)
-        if line.get("A") is not None:
-            cfg = json.loads((Path(d) / "config.json").read_text())
-            runs.setdefault(cfg["method"], {})[cfg["seed"]] = np.array(line["A"])
+    for cfg, a in final_graphs(run_dirs):
+        runs.setdefault(cfg["method"], {})[cfg["seed"]] = np.array(a)
     if not runs:
         return None
     n_cols = max(len(v) for v in runs.values())

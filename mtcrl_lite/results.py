@@ -83,3 +83,13 @@ def final_line(run_dir: Path) -> dict:
     if not rows or rows[-1]["kind"] != "final":
         raise FileNotFoundError(f"{run_dir} holds no finished run")
     return rows[-1]
+
+
+def final_graphs(run_dirs) -> list[tuple[dict, list]]:
+    """(config, final routing graph A as nested lists) of every finished run that has a graph (MT-CRL)."""
+    out = []
+    for d in run_dirs:
+        a = final_line(d).get("A")
+        if a is not None:
+            out.append((json.loads((Path(d) / "config.json").read_text()), a))
+    return out

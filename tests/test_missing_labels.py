@@ -8,10 +8,11 @@ import torch
 
 from mtcrl_lite import losses as L
 from mtcrl_lite import train as T
-from mtcrl_lite.config import make_config
 from mtcrl_lite.data.base import MTLData, Split
-from mtcrl_lite.methods import METHODS, default_hparams
+from mtcrl_lite.methods import METHODS
 from mtcrl_lite.tasks import Task
+
+from test_train import cfg_for, train_one_epoch
 
 REG = Task("r", "regression", 1, "rmse")
 CLS = Task("c", "classification", 2, "auc")
@@ -112,17 +113,11 @@ def _masked_debug(cfg):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_trains_with_missing_labels(method):
-    over = {"train.batch_size": 32, "model.channels": (4,), "model.width": 8, "hp.anneal_steps": 0}
-    if not hasattr(default_hparams(method), "anneal_steps"):
-        over.pop("hp.anneal_steps")
-    cfg = make_config("debug", method, 0, overrides=over)
+    cfg = cfg_for(method, **{"hp.anneal_steps": 0})
     data = _masked_debug(cfg)
     m = T.build_method(cfg, data, torch.device("cpu"))
     before = [p.detach().clone() for p in m.model.parameters()]
-    plan = T.epoch_plan({e: len(s) for e, s in data.train_envs.items()}, 32, 0, 0)
-    for step, idx in enumerate(plan):
-        logs = m.update({e: T.to_batch(data.train_envs[e], ix, "cpu") for e, ix in idx.items()}, step)
-        assert all(math.isfinite(v) for v in logs.values()), logs
+    train_one_epoch(m, data)
     assert any(not torch.equal(a, b) for a, b in zip(before, m.model.parameters()))
     metrics = T.evaluate(m, data, data.test, "cpu")
     assert all(math.isfinite(v) for by_m in metrics.values() for v in by_m.values())

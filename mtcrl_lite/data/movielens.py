@@ -1,6 +1,6 @@
 """MovieLens-100k (Harper & Konstan 2015) under a release-year shift: one task per genre (METHOD.md §5).
 
-Files (recbole's atomic format: tab-separated, header fields `name:type`, fetched by `sources.fetch_movielens`):
+Files (recbole's atomic format: tab-separated, header fields `name:type`, fetched by `sources.fetch("movielens")`):
   ml-100k.inter  user_id, item_id, rating (1-5), timestamp          100,000 ratings
   ml-100k.user   user_id, age, gender, occupation, zip_code         943 users
   ml-100k.item   item_id, movie_title, release_year, class          1,682 movies (class = space-separated genres)

