@@ -27,6 +27,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     eval_train_max: int = 2000   # train metrics are computed on the first N samples of the pooled environments
     device: str = "cpu"          # "cpu", "cuda", or "auto"
+    threads: int = 2             # torch intra-op threads of the run (fixed, so numbers never depend on the machine load)
+    num_workers: int = 0         # DataLoader worker processes (on-disk datasets; 0 = read in the training process)
+    eval_batch_size: int = 256   # samples per evaluation batch (metrics stream, so any size gives the same numbers)
 
 
 # Scale presets per dataset. "default" is the CPU scale of `make reproduce`; "smoke" is for CI;

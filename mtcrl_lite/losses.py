@@ -10,13 +10,17 @@ import torch
 def decorrelation(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """L_dec = sum_{i != j} || Zhat_i^T Zhat_j / B ||_F^2 / (K (K - 1) d^2): the mean squared cross-correlation.
 
-    z: (B, K, d). Each unit is standardized over the batch (population std); Zhat_i^T Zhat_j / B is then
+    z: (B, K, d), or (B, K, d, *spatial) for channel groups of a feature map, whose positions then count as
+    samples (B * h * w rows; ours: correlation across all pixels of the batch, not of pooled features).
+    Each unit is standardized over the batch (population std); Zhat_i^T Zhat_j / B is then
     the d x d cross-correlation block between modules i and j. Within-module correlations are free.
     Ours: METHOD.md writes the plain sum over ordered pairs; we divide by the number of entries so that
     lambda_dec means the same for every K and d (the sum is K(K-1)d^2 times larger; docs/DECISIONS.md).
     """
-    if z.dim() != 3:
-        raise ValueError(f"decorrelation expects modules of shape (B, K, d), got {tuple(z.shape)}")
+    if z.dim() < 3:
+        raise ValueError(f"decorrelation expects modules of shape (B, K, d[, h, w]), got {tuple(z.shape)}")
+    if z.dim() > 3:
+        z = z.flatten(3).permute(0, 3, 1, 2).reshape(-1, z.shape[1], z.shape[2])
     b, k, d = z.shape
     if k < 2:
         return z.new_zeros(())

@@ -269,13 +269,14 @@ class DANNHParams:
 
 class DANN(Method):
     """DANN (Ganin et al. 2016) with the training environments as domains: an MLP discriminator predicts each
-    sample's environment from the shared representation, through a gradient-reversal layer (one optimizer,
-    one backward; DomainBed alternates discriminator and feature steps instead)."""
+    sample's environment from the shared representation (a feature map is average-pooled over its positions),
+    through a gradient-reversal layer (one optimizer, one backward; DomainBed alternates discriminator and
+    feature steps instead)."""
     hparams_cls = DANNHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
         super().__init__(model, tasks, hparams, lr, weight_decay, envs)
-        width = model.heads[tasks[0].name].in_features
+        width = model.width
         self.discriminator = nn.Sequential(nn.Linear(width, hparams.disc_width), nn.ReLU(),
                                            nn.Linear(hparams.disc_width, len(envs)))
         self.optimizer = torch.optim.Adam(list(model.parameters()) + list(self.discriminator.parameters()),
@@ -287,7 +288,8 @@ class DANN(Method):
         h = self.model.representation(x)
         logits = {name: head(h) for name, head in self.model.heads.items()}
         terms = {f"task/{k}": v for k, v in self.task_losses(logits, y).items()}
-        d = self.discriminator(_GradReverse.apply(h))
+        pooled = h.flatten(2).mean(2) if h.dim() > 2 else h
+        d = self.discriminator(_GradReverse.apply(pooled))
         terms["dann"] = self.hp.lambda_dann * nn.functional.cross_entropy(d, env)
         return terms
 

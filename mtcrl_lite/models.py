@@ -1,8 +1,15 @@
 """Models: a backbone per input type, vanilla MTL, single-task (STL) and MT-CRL.
 
-Every model maps x -> {task: logits}. Parameter counts match by construction: vanilla MTL projects the
-trunk's features to a shared width W with one Linear+ReLU; MT-CRL splits that same layer into K modules of
-d = W / K units (a block of rows each), so it has exactly the MTL parameters plus the T x K routing logits.
+Every model maps x -> {task: output}. The shared encoder ends in a representation of width W: a vector (B, W)
+(Linear + ReLU after the trunk) for per-sample tasks, or a feature map (B, W, h, w) (1x1 conv + ReLU after conv
+stages without flattening) for dense tasks, each of which then has its own decoder back to the input's H x W.
+MT-CRL's K modules are K channel groups of that representation (d = W / K units or channels each), so it has
+exactly the MTL parameters plus the T x K routing logits. `model.module_norm = "batch"` standardises every unit
+or channel of the representation (BatchNorm without affine) in every model, so that MT-CRL's heads cannot undo
+A's scale upstream and the baselines can be given the same architecture.
+
+Dense backbone (ours): a plain encoder-decoder without skip connections (SegNet-like, without pooling indices).
+Skips would hand every decoder unrouted shared features and bypass the routing graph A.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .data.base import TabularSpec
 from .tasks import Task
 
 
@@ -21,6 +29,12 @@ class ModelConfig:
     width: int = 64                       # shared representation width W (= K * d for MT-CRL)
     n_modules: int = 0                    # K; 0 = max(4, 2T) (METHOD.md §3, ours)
     theta_init: float = 1.0               # routing logits start at Θ = 1, i.e. A = sigmoid(1) = 0.73
+    module_norm: str = "none"             # "none" or "batch": standardise the shared representation per unit /
+                                          # channel (BatchNorm, no affine), for every model (matched baselines)
+    decoder_channels: tuple[int, ...] = ()  # dense decoders: channels per upsampling stage; () = reversed channels
+
+
+MODULE_NORMS = ("none", "batch")
 
 
 def n_modules(cfg: ModelConfig, n_tasks: int) -> int:
@@ -33,8 +47,8 @@ def n_modules(cfg: ModelConfig, n_tasks: int) -> int:
     return k
 
 
-def conv_trunk(input_shape: tuple[int, ...], channels: tuple[int, ...]) -> tuple[nn.Module, int]:
-    """(conv5x5 -> ReLU -> maxpool2) per entry of `channels`, then flatten. Returns (module, output dim)."""
+def conv_stages(input_shape: tuple[int, ...], channels: tuple[int, ...]) -> tuple[nn.Sequential, tuple[int, ...]]:
+    """(conv5x5 -> ReLU -> maxpool2) per entry of `channels`. Returns (module, output shape (C, h, w))."""
     if len(input_shape) != 3:
         raise ValueError(f"conv trunk expects (C, H, W) inputs, got {input_shape}")
     c, h, w = input_shape
@@ -44,7 +58,13 @@ def conv_trunk(input_shape: tuple[int, ...], channels: tuple[int, ...]) -> tuple
         c, h, w = out, h // 2, w // 2
     if h == 0 or w == 0:
         raise ValueError(f"input {input_shape} is too small for {len(channels)} pooling stages")
-    return nn.Sequential(*layers, nn.Flatten()), c * h * w
+    return nn.Sequential(*layers), (c, h, w)
+
+
+def conv_trunk(input_shape: tuple[int, ...], channels: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """conv_stages, then flatten. Returns (module, output dim)."""
+    stages, (c, h, w) = conv_stages(input_shape, channels)
+    return nn.Sequential(*stages, nn.Flatten()), c * h * w
 
 
 def mlp_trunk(input_shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[nn.Module, int]:
@@ -55,15 +75,6 @@ def mlp_trunk(input_shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[nn
         layers += [nn.Linear(dim, out), nn.ReLU()]
         dim = out
     return nn.Sequential(*layers), dim
-
-
-@dataclass(frozen=True)
-class TabularSpec:
-    """Vector inputs (D,) some of whose columns hold integer ids stored as floats (e.g. a user id): a dataset
-    passes this as `MTLData.input_spec` instead of a plain shape to get `TabularTrunk`."""
-    n_features: int                              # D
-    categorical: tuple[tuple[int, int], ...]     # (column, cardinality) per id column
-    emb_dim: int = 16                            # embedding size of every id column
 
 
 class TabularTrunk(nn.Module):
@@ -100,25 +111,78 @@ def trunk_for(input_shape, widths: tuple[int, ...]) -> tuple[nn.Module, int]:
     raise ValueError(f"no backbone for inputs of shape {input_shape}: expected (C, H, W) images or (D,) vectors")
 
 
-class Encoder(nn.Module):
-    """Shared encoder Φ: trunk, then Linear + ReLU to the representation of width W."""
+def is_dense(tasks: list[Task]) -> bool:
+    """True if the tasks are per-pixel (then every one must be: one representation type per model)."""
+    kinds = {t.dense for t in tasks}
+    if len(kinds) > 1:
+        raise ValueError(f"tasks mix dense and per-sample kinds ({[(t.name, t.kind) for t in tasks]}); "
+                         f"one model serves one of the two")
+    return kinds == {True}
 
-    def __init__(self, input_shape, cfg: ModelConfig):
+
+class Encoder(nn.Module):
+    """Shared encoder Φ: trunk, then Linear + ReLU to a vector of width W, or, for dense tasks, conv stages then
+    1x1 conv + ReLU to a (W, h, w) feature map; then the optional standardisation (model.module_norm)."""
+
+    def __init__(self, input_shape, cfg: ModelConfig, dense: bool = False):
         super().__init__()
-        self.trunk, dim = trunk_for(input_shape, tuple(cfg.channels))
-        self.proj = nn.Linear(dim, cfg.width)
+        if cfg.module_norm not in MODULE_NORMS:
+            raise ValueError(f"model.module_norm must be one of {MODULE_NORMS}, got {cfg.module_norm!r}")
+        if dense:
+            self.trunk, (c, *self.map_size) = conv_stages(tuple(input_shape), tuple(cfg.channels))
+            self.proj = nn.Conv2d(c, cfg.width, 1)
+            norm = nn.BatchNorm2d
+        else:
+            self.trunk, dim = trunk_for(input_shape, tuple(cfg.channels))
+            self.proj = nn.Linear(dim, cfg.width)
+            norm = nn.BatchNorm1d
+        self.norm = norm(cfg.width, affine=False) if cfg.module_norm == "batch" else nn.Identity()
 
     def forward(self, x):
-        return torch.relu(self.proj(self.trunk(x)))
+        return self.norm(torch.relu(self.proj(self.trunk(x))))
+
+
+class Decoder(nn.Module):
+    """Dense head: (upsample x2 -> conv3x3 -> ReLU) per stage, then a 1x1 conv to the task's channels, resized to
+    the input's H x W (exact when H, W are multiples of 2^stages)."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], n_out: int, out_size: tuple[int, int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for out in channels:
+            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                       nn.Conv2d(c, out, 3, padding=1), nn.ReLU()]
+            c = out
+        self.body = nn.Sequential(*layers, nn.Conv2d(c, n_out, 1))
+        self.out_size = tuple(out_size)
+
+    def forward(self, h):
+        out = self.body(h)
+        if tuple(out.shape[-2:]) != self.out_size:
+            out = nn.functional.interpolate(out, size=self.out_size, mode="bilinear", align_corners=False)
+        return out
+
+
+def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig) -> nn.ModuleDict:
+    """A Linear head per task on a (B, W) representation, or a Decoder per task on a (B, W, h, w) map."""
+    if not is_dense(tasks):
+        return nn.ModuleDict({t.name: nn.Linear(cfg.width, t.n_out) for t in tasks})
+    channels = tuple(cfg.decoder_channels) or tuple(reversed(tuple(cfg.channels)))
+    if len(channels) != len(tuple(cfg.channels)):
+        raise ValueError(f"model.decoder_channels {channels} needs one entry per encoder stage "
+                         f"({len(tuple(cfg.channels))}, model.channels = {tuple(cfg.channels)})")
+    return nn.ModuleDict({t.name: Decoder(cfg.width, channels, t.n_out, tuple(input_shape)[1:]) for t in tasks})
 
 
 class SharedMTL(nn.Module):
-    """Vanilla MTL: one shared encoder, one linear head per task."""
+    """Vanilla MTL: one shared encoder, one head per task (linear, or a decoder for dense tasks)."""
 
     def __init__(self, input_shape, tasks: list[Task], cfg: ModelConfig):
         super().__init__()
-        self.encoder = Encoder(input_shape, cfg)
-        self.heads = nn.ModuleDict({t.name: nn.Linear(cfg.width, t.n_out) for t in tasks})
+        self.width = cfg.width
+        self.encoder = Encoder(input_shape, cfg, is_dense(tasks))
+        self.heads = make_heads(input_shape, tasks, cfg)
 
     def representation(self, x):
         return self.encoder(x)
@@ -146,20 +210,22 @@ class SingleTask(nn.Module):
 
 
 class MTCRL(nn.Module):
-    """Encoder -> K modules Z_k (B, K, d) -> routing graph A = sigmoid(Θ) (T, K) -> heads.
+    """Encoder -> K modules Z_k, channel groups of the representation: (B, K, d) for vectors, (B, K, d, h, w) for
+    feature maps -> routing graph A = sigmoid(Θ) (T, K) -> heads.
 
-    Task t's head reads concat_k(A_tk * Z_k). `routed_logits(z, a)` accepts a per-sample graph (B, T, K) so
-    that per-environment gradients dR_t^e/dA come out of one autograd call (see methods.MTCRLMethod).
+    Task t's head reads concat_k(A_tk * Z_k) (every pixel of module k scaled by A_tk). `routed_logits(z, a)`
+    accepts a per-sample graph (B, T, K) so that per-environment gradients dR_t^e/dA come out of one autograd
+    call (see methods.MTCRLMethod).
     """
 
     def __init__(self, input_shape, tasks: list[Task], cfg: ModelConfig):
         super().__init__()
         self.task_names = [t.name for t in tasks]
         self.k = n_modules(cfg, len(tasks))
-        self.d = cfg.width // self.k
-        self.encoder = Encoder(input_shape, cfg)
+        self.d, self.width = cfg.width // self.k, cfg.width
+        self.encoder = Encoder(input_shape, cfg, is_dense(tasks))
         self.theta = nn.Parameter(torch.full((len(tasks), self.k), float(cfg.theta_init)))
-        self.heads = nn.ModuleDict({t.name: nn.Linear(cfg.width, t.n_out) for t in tasks})
+        self.heads = make_heads(input_shape, tasks, cfg)
 
     @property
     def graph(self) -> torch.Tensor:
@@ -167,14 +233,15 @@ class MTCRL(nn.Module):
 
     def modules_of(self, x) -> torch.Tensor:
         h = self.encoder(x)
-        return h.view(h.shape[0], self.k, self.d)
+        return h.view(h.shape[0], self.k, self.d, *h.shape[2:])
 
     def routed_logits(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
-        b = z.shape[0]
+        b, spatial = z.shape[0], z.shape[3:]
         out = {}
         for i, name in enumerate(self.task_names):
             w = a[i] if a.dim() == 2 else a[:, i]          # (K,) or (B, K)
-            out[name] = self.heads[name]((w[..., None] * z).reshape(b, -1))
+            w = w.reshape(*w.shape, *([1] * (1 + len(spatial))))
+            out[name] = self.heads[name]((w * z).reshape(b, self.width, *spatial))
         return out
 
     def representation(self, x):

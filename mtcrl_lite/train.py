@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import functools
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -26,12 +25,13 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import RunConfig, config_from_dict, make_config, parse_sets
-from .data import DATASETS, DataMissingError, MTLData, Split, build_dataset
+from .batching import epoch_plan, to_batch, to_device, train_steps  # noqa: F401  (epoch_plan, to_batch: API)
+from .data import DATASETS, DataMissingError, MTLData, build_dataset
+from .evaluation import evaluate, finalize
 from .methods import NonFiniteLossError, get_method
 from .models import build_model, count_parameters
 from .paths import REPO_ROOT
 from .results import atomic_write_text, is_finished, read_jsonl, write_jsonl
-from .tasks import HIGHER_IS_BETTER
 
 
 class RunDirConflict(RuntimeError):
@@ -54,63 +54,6 @@ def _dataset_cached(name: str, data_json: str) -> MTLData:
 def load_data(cfg: RunConfig) -> MTLData:
     """The run's dataset; built once per process for a given data config (runs of a sweep share it)."""
     return _dataset_cached(cfg.dataset, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True))
-
-
-def to_batch(split: Split, idx, device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    x = torch.from_numpy(split.x[idx]).to(device)
-    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    return x, {t: torch.from_numpy(y[idx]).to(device) for t, y in split.y.items()}
-
-
-def epoch_plan(sizes: dict[str, int], batch_size: int, seed: int, epoch: int) -> list[dict[str, np.ndarray]]:
-    """Index batches for one epoch: every step holds batch_size // E samples of every environment.
-
-    Steps per epoch = ceil(largest environment / per-environment batch); smaller environments cycle through
-    fresh permutations. Seeded by (seed, epoch) so a resumed run replays the same batches.
-    """
-    per_env = batch_size // len(sizes)
-    if per_env < 1:
-        raise ValueError(f"train.batch_size = {batch_size} is smaller than the number of environments ({len(sizes)})")
-    rng = np.random.default_rng([seed, epoch])
-    steps = max(math.ceil(n / per_env) for n in sizes.values())
-    streams = {}
-    for env, n in sizes.items():
-        reps = math.ceil(steps * per_env / n)
-        streams[env] = np.concatenate([rng.permutation(n) for _ in range(reps)])
-    return [{env: s[i * per_env:(i + 1) * per_env] for env, s in streams.items()} for i in range(steps)]
-
-
-@torch.no_grad()
-def evaluate(method, data: MTLData, split: Split, device, max_n: int | None = None, chunk: int = 1024) -> dict:
-    """{task: {metric: value}} on the first `max_n` samples of `split` (all if None)."""
-    method.eval()
-    n = len(split) if max_n is None else min(max_n, len(split))
-    outs, ys = {t.name: [] for t in data.tasks}, {t.name: [] for t in data.tasks}
-    for s in range(0, n, chunk):
-        x, y = to_batch(split, np.arange(s, min(s + chunk, n)), device)
-        logits = method.predict(x)
-        for t in data.tasks:
-            outs[t.name].append(logits[t.name].float())
-            ys[t.name].append(y[t.name])
-    method.train()
-    return {t.name: t.metrics(torch.cat(outs[t.name]), torch.cat(ys[t.name])) for t in data.tasks}
-
-
-def selection_score(metrics: dict, tasks) -> float:
-    """Mean over tasks of the primary validation metric, signed so that higher is better."""
-    return float(np.mean([metrics["val"][t.name][t.primary] * (1 if HIGHER_IS_BETTER[t.primary] else -1)
-                          for t in tasks]))
-
-
-def finalize(epochs: list[dict], tasks) -> dict:
-    best = max(epochs, key=lambda r: (selection_score(r["metrics"], tasks), -r["epoch"]))
-    tail = epochs[-max(1, math.ceil(0.1 * len(epochs))):]
-    last10 = {split: {t: {m: float(np.mean([r["metrics"][split][t][m] for r in tail])) for m in by_m}
-                      for t, by_m in by_t.items()} for split, by_t in epochs[-1]["metrics"].items()}
-    return {"kind": "final", "selection": "best_val: max mean val primary metric over tasks",
-            "selected_epoch": best["epoch"], "metrics": best["metrics"], "last10": last10,
-            "last10_epochs": [r["epoch"] for r in tail], "A": best.get("A"),
-            "primary": {t.name: t.primary for t in tasks}}
 
 
 def provenance() -> dict:
@@ -150,6 +93,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
             return out
     out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(cfg.train.threads)     # fixed: a run's numbers do not depend on what shares the machine
     device = resolve_device(cfg.train.device)
     data = load_data(cfg)
     method = build_method(cfg, data, device)
@@ -165,30 +109,30 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         start = ck["epoch"] + 1
         rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
         log(f"resuming {out} at epoch {start}")
-    sizes = {e: len(s) for e, s in data.train_envs.items()}
-    steps_per_epoch = len(epoch_plan(sizes, cfg.train.batch_size, cfg.seed, 0))
+    tc = cfg.train
+    steps_per_epoch = len(epoch_plan({e: len(s) for e, s in data.train_envs.items()}, tc.batch_size, cfg.seed, 0))
     train_eval = data.train_all()
-    bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start, disable=not progress,
+    bar = tqdm(total=steps_per_epoch * tc.epochs, initial=steps_per_epoch * start, disable=not progress,
                desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
-    for epoch in range(start, cfg.train.epochs):
+    ev = dict(chunk=tc.eval_batch_size, num_workers=tc.num_workers)
+    for epoch in range(start, tc.epochs):
         t0, sums = time.perf_counter(), {}
-        plan = epoch_plan(sizes, cfg.train.batch_size, cfg.seed, epoch)
-        for i, idx in enumerate(plan):
-            step = epoch * len(plan) + i
-            batches = {e: to_batch(data.train_envs[e], ix, device) for e, ix in idx.items()}
+        steps = train_steps(data.train_envs, tc.batch_size, cfg.seed, epoch, tc.num_workers, device)
+        for i, batch in enumerate(steps):
+            step = epoch * steps_per_epoch + i
             try:
-                logs = method.update(batches, step)
+                logs = method.update(to_device(batch, device, non_blocking=True), step)
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(f"epoch {epoch}: {err}") from None
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)
             bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
-        metrics = {"train": evaluate(method, data, train_eval, device, cfg.train.eval_train_max),
-                   "val": evaluate(method, data, data.val, device),
-                   "test": evaluate(method, data, data.test, device)}
-        rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * len(plan), "metrics": metrics,
-                     "loss": {k: v / len(plan) for k, v in sums.items()}, "A": method.routing_graph(),
+        metrics = {"train": evaluate(method, data, train_eval, device, tc.eval_train_max, **ev),
+                   "val": evaluate(method, data, data.val, device, **ev),
+                   "test": evaluate(method, data, data.test, device, **ev)}
+        rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * steps_per_epoch, "metrics": metrics,
+                     "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "A": method.routing_graph(),
                      "time_s": time.perf_counter() - t0})
         if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
             tmp = best_path.with_suffix(".pt.tmp")

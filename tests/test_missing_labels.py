@@ -8,7 +8,7 @@ import torch
 
 from mtcrl_lite import losses as L
 from mtcrl_lite import train as T
-from mtcrl_lite.data.base import MTLData, Split
+from mtcrl_lite.data.base import ArraySplit, MTLData
 from mtcrl_lite.methods import METHODS
 from mtcrl_lite.tasks import Task
 
@@ -105,7 +105,7 @@ def _masked_debug(cfg):
         y["right"][rng.random(len(split)) < 0.5] = -1
         if drop_left:
             y["left"][:] = -1
-        return Split(split.x, y)
+        return ArraySplit(split.x, y)
 
     envs = {e: mask(s, i == 1) for i, (e, s) in enumerate(data.train_envs.items())}
     return MTLData("debug-masked", data.tasks, envs, mask(data.val), mask(data.test))

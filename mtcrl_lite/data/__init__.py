@@ -1,7 +1,7 @@
 """Dataset registry: name -> (config dataclass, builder returning MTLData)."""
 from __future__ import annotations
 
-from .base import MTLData, Split
+from .base import ArraySplit, ConcatSplit, FileSplit, MTLData, Split
 from .sources import DataMissingError, fetch
 from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
 from .sem import MultiSEMConfig, build_multisem
@@ -21,4 +21,5 @@ def build_dataset(name: str, cfg) -> MTLData:
     return DATASETS[name][1](cfg)
 
 
-__all__ = ["DATASETS", "MTLData", "Split", "DataMissingError", "build_dataset", "fetch"]
+__all__ = ["DATASETS", "MTLData", "Split", "ArraySplit", "FileSplit", "ConcatSplit", "DataMissingError",
+           "build_dataset", "fetch"]

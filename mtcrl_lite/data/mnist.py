@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..tasks import Task
-from .base import MTLData, Split
+from .base import ArraySplit, MTLData
 from .sources import verify
 
 CANVAS = 64
@@ -150,9 +150,9 @@ TASKS = [Task("left", "classification", 10), Task("right", "classification", 10)
 def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, DigitPool], name: str) -> MTLData:
     rng = np.random.default_rng(cfg.data_seed)
 
-    def make(pool: DigitPool, yl: np.ndarray, yr: np.ndarray) -> Split:
+    def make(pool: DigitPool, yl: np.ndarray, yr: np.ndarray) -> ArraySplit:
         x = compose(pool.sample(yl, rng), pool.sample(yr, rng), rng, cfg.downsample)
-        return Split(x[:, None], {"left": yl.astype(np.int64), "right": yr.astype(np.int64)})
+        return ArraySplit(x[:, None], {"left": yl.astype(np.int64), "right": yr.astype(np.int64)})
 
     info = {"shift": cfg.shift, "input": f"{CANVAS // cfg.downsample}x{CANVAS // cfg.downsample}"}
     if cfg.shift == "corr":

@@ -28,9 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models import TabularSpec
 from ..tasks import Task
-from .base import MTLData, Split
+from .base import ArraySplit, MTLData, TabularSpec
 from .sources import verify
 
 GENRES = ("Drama", "Film-Noir", "Mystery", "Romance", "Children's", "Animation", "Musical", "Adventure")
@@ -193,11 +192,11 @@ def build_from_tables(cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.Dat
         ys = {t.name: np.where(member[:, j], (df.rating >= 4).astype(np.int64), -1) for j, t in enumerate(tasks)}
     rng = np.random.default_rng(cfg.data_seed)
 
-    def take(mask: np.ndarray, cap: int = 0) -> Split:
+    def take(mask: np.ndarray, cap: int = 0) -> ArraySplit:
         idx = rng.permutation(np.flatnonzero(mask))
         if cap > 0:
             idx = idx[:cap]
-        return Split(x[idx], {t: y[idx] for t, y in ys.items()})
+        return ArraySplit(x[idx], {t: y[idx] for t, y in ys.items()})
 
     env = year_env(df.year.to_numpy(), tuple(cfg.env_edges))
     train_envs = {n: take((split == "train") & (env == i), cfg.max_train_per_env) for i, n in enumerate(names)}

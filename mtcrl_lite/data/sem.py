@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tasks import Task
-from .base import MTLData, Split
+from .base import ArraySplit, MTLData
 
 MIXINGS = ("identity", "orthogonal")
 
@@ -120,17 +120,17 @@ def build_multisem(cfg: MultiSEMConfig) -> MTLData:
     dim = cfg.n_tasks * cfg.d_causal + cfg.d_noise
     mix = mixing_matrix(cfg.mixing, dim, cfg.data_seed)
 
-    def make(n: int, m: float) -> Split:
+    def make(n: int, m: float) -> ArraySplit:
         y = sample_labels(n, cfg.n_tasks, m, rng)
         lat = sample_latents(y, cfg.d_causal, cfg.d_noise, cfg.mu, rng)
-        return Split((lat @ mix.T).astype(np.float32), {t: y[:, i].copy() for i, t in enumerate(names)})
+        return ArraySplit((lat @ mix.T).astype(np.float32), {t: y[:, i].copy() for i, t in enumerate(names)})
 
     envs = {f"m={m:g}": make(cfg.n_train_per_env, m) for m in cfg.train_mc}
     val = make(cfg.n_val, cfg.val_mc)
     test = make(cfg.n_test, cfg.test_mc)
     coords = coordinates(cfg)
 
-    def agree(s: Split) -> float:
+    def agree(s: ArraySplit) -> float:
         return float(np.mean(s.y[names[0]] == s.y[names[1]]))
 
     info = {"mixing": cfg.mixing, "mixing_matrix": mix, "latent_dim": dim,
