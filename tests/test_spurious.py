@@ -1,10 +1,13 @@
-"""rho_spur, saliency and the counterfactual measure on models whose answer is known."""
+"""rho_spur, saliency and the counterfactual measure on models whose answer is known (`spurious`), the
+datasets' spurious masks (`spurious_data`) and the run analyses and tables of notebook 02 (`spurious_experiments`)."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from mtcrl_lite import spurious as S
+from mtcrl_lite import spurious_data as D
+from mtcrl_lite import spurious_experiments as E
 from mtcrl_lite.config import make_config
 from mtcrl_lite.data.sem import label_agreement
 from mtcrl_lite.train import load_data
@@ -91,13 +94,13 @@ def test_bad_inputs_raise():
 
 def test_spurious_masks_of_both_datasets():
     debug = load_data(make_config("debug", "mtl", 0))
-    right = S.spurious_mask(debug, "right")
+    right = D.spurious_mask(debug, "right")
     assert right.shape == debug.input_shape and right[..., :8].all() and not right[..., 8:].any()
-    assert (S.spurious_mask(debug, "left") == ~right).all()
+    assert (D.spurious_mask(debug, "left") == ~right).all()
     sem = load_data(make_config("multisem", "mtl", 0, "smoke", {"data.n_tasks": 3, "data.d_causal": 2}))
-    assert np.flatnonzero(S.spurious_mask(sem, "t2")).tolist() == [0, 1, 4, 5]
+    assert np.flatnonzero(D.spurious_mask(sem, "t2")).tolist() == [0, 1, 4, 5]
     with pytest.raises(KeyError):
-        S.spurious_mask(sem, "left")
+        D.spurious_mask(sem, "left")
 
 
 def test_rho_is_computed_on_factors_under_orthogonal_mixing():
@@ -109,43 +112,43 @@ def test_rho_is_computed_on_factors_under_orthogonal_mixing():
 
     def model(x):                                                   # a model of the mixed inputs
         return {"t1": (x @ m) @ w_lat.T}
-    x, ys = S.inputs_of(data, data.val)
+    x, ys = D.inputs_of(data, data.val)
     assert x == pytest.approx(torch.from_numpy(data.val.x) @ m)
-    rho = S.rho_spur(S.model_in_mask_coords(model, data), x, ys["t1"], "t1", S.spurious_mask(data, "t1"))
+    rho = S.rho_spur(D.model_in_mask_coords(model, data), x, ys["t1"], "t1", D.spurious_mask(data, "t1"))
     frac1 = float((ys["t1"] == 1).float().mean())
     assert rho == pytest.approx(frac1 * 1.25 / (frac1 * 6.25), rel=1e-5)
 
 
 def test_iid_strength_matches_the_training_agreement():
-    m = S.iid_strength("multisem", [0.95, 0.85])
+    m = D.iid_strength("multisem", [0.95, 0.85])
     assert label_agreement(m) == pytest.approx((label_agreement(0.95) + label_agreement(0.85)) / 2)
-    assert S.iid_strength("multimnist", [0.9, 0.7]) == pytest.approx(0.8)
+    assert D.iid_strength("multimnist", [0.9, 0.7]) == pytest.approx(0.8)
 
 
 def test_analyze_run_and_table1_end_to_end(tmp_path):
     from mtcrl_lite.sweep import run_grid
     dirs = run_grid("multisem", ["stl", "mtl"], [0, 1], tmp_path, "smoke", progress=False)
-    df = S.analyze_runs(dirs, n_max=200)
+    df = E.analyze_runs(dirs, n_max=200)
     assert len(df) == 2 * 2 * 2 * 2                                # methods x seeds x tasks x sets
     assert df.rho_spur.between(0, 1).all() and df.flip_rate.between(0, 1).all()
     assert set(df.set) == {"shifted", "iid"}
-    again = S.analyze_runs(dirs, n_max=200)                         # cached, identical
+    again = E.analyze_runs(dirs, n_max=200)                         # cached, identical
     pd.testing.assert_frame_equal(df, again)
-    t1 = S.table1(df)
+    t1 = E.table1(df)
     assert ("multisem", "stl") in t1.columns and "(paper 0.128)" in t1.loc["rho_spur", ("multisem", "stl")]
     mean = df[(df.set == "shifted") & (df.method == "mtl")].groupby("seed").rho_spur.mean().mean()
     assert t1.loc["rho_spur", ("multisem", "mtl")].startswith(f"{mean:.3f}")
-    ex = S.excess_over_control(df, df)
+    ex = E.excess_over_control(df, df)
     assert (ex.xs("excess", axis=1, level=1) == 0).all().all()
-    checks = S.direction_checks(df, df)["multisem"]
+    checks = E.direction_checks(df, df)["multisem"]
     sh = df[df.set == "shifted"].groupby("method").mean(numeric_only=True)
     assert checks["MTL val < STL val"] == (sh.acc_val["mtl"] < sh.acc_val["stl"])
     assert checks["rho_spur mtl"] == pytest.approx(sh.rho_spur["mtl"]) and checks["rho excess mtl"] == 0
 
 
 def test_single_environment_control_keeps_the_training_size():
-    over = S.single_env_overrides("multisem", 0.5, "smoke", {"model.width": 4})
+    over = E.single_env_overrides("multisem", 0.5, "smoke", {"model.width": 4})
     assert over == {"model.width": 4, "data.train_mc": (0.5,), "data.n_train_per_env": 512}
     cfg = make_config("multisem", "stl", 0, "smoke", over)
     assert list(load_data(cfg).train_envs) == ["m=0.5"]
-    assert S.single_env_overrides("multimnist", 0.0, "default")["data.n_train_per_env"] == 12000
+    assert E.single_env_overrides("multimnist", 0.0, "default")["data.n_train_per_env"] == 12000
