@@ -24,8 +24,9 @@ def image_grid(data, per_env: int = 8, seed: int = 0):
 
 
 def learning_curves(df: pd.DataFrame, metric: str = "acc"):
-    """Mean over seeds of `metric` against epoch: one panel per (task, split), one line per method."""
-    d = df[(df.selection == "epoch") & (df.metric == metric)]
+    """Mean over seeds of `metric` against epoch: one panel per (task, split), one line per method.
+    metric="primary": each task's primary metric (dense tasks differ: miou, abs_err, mean_angle, l1)."""
+    d = df[(df.selection == "epoch") & (df.primary.astype(bool) if metric == "primary" else df.metric == metric)]
     tasks, splits = sorted(d.task.unique()), [s for s in ("train", "val", "test") if s in set(d.split)]
     methods = list(dict.fromkeys(d.method))
     curve = d.groupby(["task", "split", "method", "epoch"]).value.mean()
@@ -38,8 +39,9 @@ def learning_curves(df: pd.DataFrame, metric: str = "acc"):
                 if (task, split, method) in curve.index.droplevel(3):
                     s = curve.loc[(task, split, method)]
                     ax.plot(s.index + 1, s.values, color=plt.cm.tab10(i % 10), label=method, lw=1.2)
-            ax.set_title(f"{task} · {split}", fontsize=9)
-            ax.set_xlabel("epoch" if r == len(tasks) - 1 else ""), ax.set_ylabel(metric if c == 0 else "")
+            name = d[d.task == task].metric.iloc[0] if metric == "primary" else metric
+            ax.set_title(f"{task} · {split} · {name}", fontsize=9)
+            ax.set_xlabel("epoch" if r == len(tasks) - 1 else ""), ax.set_ylabel("")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
@@ -126,5 +128,69 @@ def counts_by_year(per_year: dict, splits: dict[str, tuple[float, float]], title
     ax.set_xlabel(f"release year{f' ({bin_years}-year bins)' if bin_years > 1 else ''}"), ax.set_ylabel("ratings")
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=9, pad=14)
+    fig.tight_layout()
+    return fig
+
+
+def label_image(kind: str, a: np.ndarray, n_classes: int = 10) -> tuple[np.ndarray, dict]:
+    """(image, imshow kwargs) for one label or prediction of a dense task, channels first (C, H, W) or (H, W).
+
+    segmentation: class colours (ignore = white; logits are arg-maxed); normal: (n + 1) / 2 as RGB; depth and
+    pixel maps: one channel, grey or viridis. NaN (invalid) pixels show white."""
+    a = np.asarray(a, dtype=float)
+    if kind == "segmentation":
+        lab = a.argmax(0) if a.ndim == 3 else a
+        rgb = plt.cm.tab10(np.clip(lab, 0, None).astype(int) % 10)[..., :3]
+        rgb[lab < 0] = 1.0
+        return rgb, {}
+    if kind == "normal":
+        n = a / np.maximum(np.linalg.norm(np.nan_to_num(a), axis=0, keepdims=True), 1e-8)
+        rgb = np.moveaxis((n + 1) / 2, 0, -1)
+        return np.where(np.isnan(rgb), 1.0, np.clip(rgb, 0, 1)), {}
+    img = a[0] if a.ndim == 3 else a
+    return np.ma.masked_invalid(img), {"cmap": "viridis" if kind == "depth" else "gray"}
+
+
+def _show(ax, img, kw, title=""):
+    ax.imshow(img, interpolation="nearest", **kw)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+
+
+def dense_panels(data, per_split: int = 2, seed: int = 0):
+    """For every training environment, validation and test: `per_split` images with their label of every task."""
+    splits = {**data.train_envs, "val": data.val, "test": data.test}
+    rng = np.random.default_rng(seed)
+    rows = [(name, int(i)) for name, s in splits.items() for i in rng.choice(len(s), per_split, replace=False)]
+    fig, axes = plt.subplots(len(rows), 1 + len(data.tasks), figsize=(1.5 * (1 + len(data.tasks)), 1.5 * len(rows)),
+                             squeeze=False)
+    for row, (name, i) in zip(axes, rows):
+        x, y = splits[name][i]
+        _show(row[0], np.moveaxis(x.numpy(), 0, -1), {}, "rgb" if row is axes[0] else "")
+        row[0].set_ylabel(name, fontsize=8)
+        for ax, t in zip(row[1:], data.tasks):
+            _show(ax, *label_image(t.kind, y[t.name].numpy()), t.name if row is axes[0] else "")
+    fig.tight_layout()
+    return fig
+
+
+def dense_predictions(x, y: dict, predictions: dict, tasks):
+    """Input, ground truth and each model's prediction: one block of rows per image, one column per task.
+    x: (N, 3, H, W) tensor; y: {task: (N, ...)}; predictions: {model name: {task: (N, ...)}}."""
+    n, names = len(x), ["ground truth", *predictions]
+    fig, axes = plt.subplots(n * len(names), 1 + len(tasks), figsize=(1.5 * (1 + len(tasks)), 1.5 * n * len(names)),
+                             squeeze=False)
+    for i in range(n):
+        for j, who in enumerate(names):
+            row = axes[i * len(names) + j]
+            if j == 0:
+                _show(row[0], np.moveaxis(x[i].numpy(), 0, -1), {}, "input" if i == 0 else "")
+            else:
+                row[0].axis("off")
+            row[0].set_ylabel(who, fontsize=8)
+            row[1].set_ylabel(who, fontsize=8)
+            src = y if j == 0 else predictions[who]
+            for ax, t in zip(row[1:], tasks):
+                _show(ax, *label_image(t.kind, src[t.name][i].detach().numpy()), t.name if i == j == 0 else "")
     fig.tight_layout()
     return fig

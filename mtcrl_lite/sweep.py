@@ -33,8 +33,13 @@ def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrid
 
 
 def summary(df: pd.DataFrame, selection: str = "best_val", metric: str = "acc") -> pd.DataFrame:
-    """mean ± std over seeds of `metric`, rows = method, columns = (split, task)."""
-    d = df[(df.selection == selection) & (df.metric == metric)]
+    """mean ± std over seeds of `metric`, rows = method, columns = (split, task). metric="primary": each task's
+    primary metric, named in the column (dense tasks: "segment_semantic (miou)", "depth_zbuffer (abs_err)", ...)."""
+    if metric == "primary":
+        d = df[(df.selection == selection) & df.primary.astype(bool)]
+        d = d.assign(task=d.task + " (" + d.metric + ")")
+    else:
+        d = df[(df.selection == selection) & (df.metric == metric)]
     g = d.groupby(["method", "split", "task"]).value.agg(["mean", "std", "count"])
     cell = g.apply(lambda r: f"{r['mean']:.3f} ± {0 if pd.isna(r['std']) else r['std']:.3f}", axis=1)
     table = cell.unstack(["split", "task"])

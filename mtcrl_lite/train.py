@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .checkpoint import discard_state, load_best, load_state, save_best, save_state
 from .config import RunConfig, config_from_dict, make_config, parse_sets
 from .batching import epoch_plan, to_batch, to_device, train_steps  # noqa: F401  (epoch_plan, to_batch: API)
 from .data import DATASETS, DataMissingError, MTLData, build_dataset
@@ -78,8 +79,7 @@ def build_method(cfg: RunConfig, data: MTLData, device):
 def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
     """Train (or resume, or reuse) one run; returns its directory."""
     out = Path(out)
-    cfg_path, res_path, ckpt_path = out / "config.json", out / "results.jsonl", out / "checkpoint.pt"
-    best_path = out / "model_best.pt"
+    cfg_path, res_path = out / "config.json", out / "results.jsonl"
     digest = cfg.digest()
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
@@ -101,14 +101,11 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "digest": digest, **provenance(),
                                                 "n_params": count_parameters(method.model),
                                                 "device": str(device)}, indent=1, sort_keys=True))
-    rows, start = [], 0
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        method.load_state_dict(ck["method"])
-        method.optimizer.load_state_dict(ck["optimizer"])
-        start = ck["epoch"] + 1
+    rows, start = [], load_state(out, method, device)
+    if start is not None:
         rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
         log(f"resuming {out} at epoch {start}")
+    start = start or 0
     tc = cfg.train
     steps_per_epoch = len(epoch_plan({e: len(s) for e, s in data.train_envs.items()}, tc.batch_size, cfg.seed, 0))
     train_eval = data.train_all()
@@ -135,16 +132,12 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
                      "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "A": method.routing_graph(),
                      "time_s": time.perf_counter() - t0})
         if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
-            tmp = best_path.with_suffix(".pt.tmp")
-            torch.save(method.model.state_dict(), tmp)
-            tmp.replace(best_path)
+            save_best(out, method.model)
         write_jsonl(res_path, rows)
-        tmp = ckpt_path.with_suffix(".pt.tmp")
-        torch.save({"epoch": epoch, "method": method.state_dict(), "optimizer": method.optimizer.state_dict()}, tmp)
-        tmp.replace(ckpt_path)
+        save_state(out, epoch, method)
     bar.close()
     write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
-    ckpt_path.unlink(missing_ok=True)
+    discard_state(out)
     return out
 
 
@@ -156,7 +149,7 @@ def load_trained(run_dir, device="cpu"):
     cfg = config_from_dict(json.loads((run_dir / "config.json").read_text()))
     data = load_data(cfg)
     method = build_method(cfg, data, torch.device(device))
-    method.model.load_state_dict(torch.load(run_dir / "model_best.pt", map_location=device))
+    load_best(run_dir, method.model, device)
     method.eval()
     return method, cfg, data
 
