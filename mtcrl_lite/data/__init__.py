@@ -6,12 +6,16 @@ from .sources import DataMissingError, fetch
 from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
 from .sem import MultiSEMConfig, build_multisem
 from .movielens import MovieLensConfig, build_movielens
+from .scenes import ScenesConfig, build_scenes
+from .taskonomy import TaskonomyConfig, build_taskonomy
 
 DATASETS = {
     "multimnist": (MultiMNISTConfig, build_multimnist),
     "debug": (DebugConfig, build_debug),
     "multisem": (MultiSEMConfig, build_multisem),
     "movielens": (MovieLensConfig, build_movielens),
+    "taskonomy": (TaskonomyConfig, build_taskonomy),      # real layout on disk (data.root); no download here
+    "scenes": (ScenesConfig, build_scenes),               # synthetic dense stand-in (marked † in every table)
 }
 
 

@@ -3,6 +3,24 @@ import sys
 
 from .sources import FETCHERS, fetch
 
+FIXTURES = ("taskonomy",)    # datasets that cannot be fetched here, whose layout `fixture` writes in miniature
+
+
+def write_fixture(name: str, folder: str, views: int, size: int, seed: int) -> str:
+    """Write the fixture of dataset `name` under `folder`; returns a description of what was written."""
+    if name == "taskonomy":
+        from . import taskonomy as T
+        buildings = T.fixture_buildings()
+        root = T.write_fixture(folder, buildings, views_per_building=views, size=size, seed=seed)
+        n_files = sum(1 for _ in root.rglob("*.png"))
+        lists = T.split_lists()
+        parts = {p: [b for b in buildings if b in lists[p]] for p in T.PARTS}
+        return (f"taskonomy fixture: {n_files} PNG files in {root}: {len(buildings)} buildings "
+                f"(train {', '.join(parts['train'])}; val {', '.join(parts['val'])}; "
+                f"test {', '.join(parts['test'])}), {views} views each, {size}x{size}, folders rgb "
+                f"{' '.join(T.TASK_NAMES)}.\nUse it with --set data.root={root} (split 'taskgrouping').")
+    raise KeyError(f"no fixture for {name!r}; valid: {FIXTURES}")
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtcrl_lite.data")
@@ -10,7 +28,16 @@ def main(argv=None) -> int:
     f = sub.add_parser("fetch", help="download and sha256-verify a dataset into the cache")
     f.add_argument("names", nargs="+", choices=sorted(FETCHERS))
     f.add_argument("--root", default=None, help="cache folder (default: $MTCRL_DATA or data/cache)")
+    x = sub.add_parser("fixture", help="write a tiny copy of a dataset in its real layout (synthetic content)")
+    x.add_argument("name", choices=FIXTURES)
+    x.add_argument("dir", help="folder to write (the dataset root, e.g. for --set data.root=DIR)")
+    x.add_argument("--views", type=int, default=3, help="views per building (default 3)")
+    x.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    x.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.cmd == "fixture":
+        print(write_fixture(args.name, args.dir, args.views, args.size, args.seed))
+        return 0
     for name in args.names:
         print(f"{name}: {fetch(name, args.root)}")
     return 0
