@@ -83,6 +83,21 @@ def _check_grads(grads: torch.Tensor, present: torch.Tensor | None = None) -> No
 GIRM_PENALTIES = {"var": girm_var, "norm": girm_norm}
 
 
+def graph_grads_from_inputs(head_grads: torch.Tensor, z: torch.Tensor, env: torch.Tensor, n_envs: int) -> torch.Tensor:
+    """Per-environment gradients of the task risks w.r.t. the routing graph, from gradients at the heads' inputs.
+
+    Task t's head reads u_t(b) = A_t * Z(b) (module k scaled by A_tk), so dR_t^e/dA_tk = sum_{b in e}
+    <dR_t^e/du_t(b) restricted to module k, Z_k(b)>. head_grads: (T, B, K, d, *spatial), head_grads[t, b] =
+    dR_t^{e(b)}/du_t(b) grouped like z; z: (B, K, d, *spatial); env: (B,). Returns (E, T, K). Differentiable in z
+    (and in head_grads if they carry a graph); used with detached head_grads by MT-CRL's first-order G-IRM.
+    """
+    if head_grads.shape[1:] != z.shape:
+        raise ValueError(f"head_grads {tuple(head_grads.shape)} must be (T, *z.shape) with z {tuple(z.shape)}")
+    per_sample = (head_grads * z.unsqueeze(0)).flatten(3).sum(3)           # (T, B, K)
+    out = torch.zeros(head_grads.shape[0], n_envs, z.shape[1], dtype=z.dtype, device=z.device)
+    return out.index_add(1, env, per_sample).transpose(0, 1)
+
+
 def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int,
                    labelled: torch.Tensor | None = None) -> torch.Tensor:
     """Per-environment task risks R[e, t] = mean of losses[b, t] over the samples b of environment e.

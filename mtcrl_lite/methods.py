@@ -43,6 +43,10 @@ class MTCRLHParams:
     girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
     anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
     lr_graph: float = hp(1.0, 1.0, 100.0, "learning rate of the routing logits Θ as a multiple of train.lr")
+    girm_grad: str = hp("exact", doc="'exact': dR_t^e/dA by double backward through the heads, the penalty's "
+                        "gradient reaches every parameter; 'first_order' (ours, for dense decoders): the same dR_t^e/dA "
+                        "values read off the main backward pass, the penalty's gradient reaching the encoder through "
+                        "the modules Z only (the heads' second derivatives are dropped)")
 
 
 class Method(nn.Module):
@@ -131,17 +135,23 @@ class MTCRLMethod(Method):
         self.optimizer = torch.optim.Adam([{"params": rest}, {"params": theta, "lr": lr * hparams.lr_graph}],
                                           lr=lr, weight_decay=weight_decay)
 
-    def objective(self, batches, step):
+    def _forward(self, batches, per_sample_graph: bool):
+        """Task, decorrelation and graph terms, and what G-IRM needs: (terms, env, risks, present, z, graph copies
+        or None, head inputs {task: u_t})."""
         h = self.hp
         if h.girm not in ("none", *L.GIRM_PENALTIES):
             raise ValueError(f"hp.girm must be 'var', 'norm' or 'none', got {h.girm!r}")
+        if h.girm_grad not in ("exact", "first_order"):
+            raise ValueError(f"hp.girm_grad must be 'exact' or 'first_order', got {h.girm_grad!r}")
         x, y = concat(batches)
-        env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long) for i, b in enumerate(batches.values())])
+        env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long, device=x.device)
+                         for i, b in enumerate(batches.values())])
         m = self.model
         z = m.modules_of(x)
         a = m.graph
-        copies = a.unsqueeze(0).repeat(len(batches), 1, 1)            # (E, T, K)
-        logits = m.routed_logits(z, copies[env])                      # per-sample graph (B, T, K)
+        copies = a.unsqueeze(0).repeat(len(batches), 1, 1) if per_sample_graph else None   # (E, T, K)
+        inputs = m.route(z, copies[env] if per_sample_graph else a)       # per-sample graph (B, T, K) or (T, K)
+        logits = {name: m.heads[name](u) for name, u in inputs.items()}
         per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
         labelled = torch.stack([t.labelled(y[t.name]) for t in self.tasks], 1)          # (B, T)
         risks = L.env_task_risks(per_sample, env, len(batches), labelled)             # (E, T)
@@ -151,11 +161,56 @@ class MTCRLMethod(Method):
         terms = {f"task/{t.name}": task_risk[i] for i, t in enumerate(self.tasks)}
         terms["dec"] = h.lambda_dec * L.decorrelation(z)
         terms["graph"] = L.graph_regularizer(a, h.lambda_sps, h.lambda_bal)
-        if h.girm != "none":
-            weight = h.lambda_girm if step >= h.anneal_steps else 0.0
-            if weight > 0:
-                grads, = torch.autograd.grad(risks.sum(), copies, create_graph=True)
-                terms["girm"] = weight * L.GIRM_PENALTIES[h.girm](grads, present)
+        return terms, env, risks, present, z, copies, inputs
+
+    def girm_weight(self, step: int) -> float:
+        h = self.hp
+        return 0.0 if h.girm == "none" or step < h.anneal_steps else float(h.lambda_girm)
+
+    def objective(self, batches, step):
+        weight = self.girm_weight(step)
+        terms, _, risks, present, _, copies, _ = self._forward(batches, per_sample_graph=weight > 0)
+        if weight > 0:
+            grads, = torch.autograd.grad(risks.sum(), copies, create_graph=True)
+            terms["girm"] = weight * L.GIRM_PENALTIES[self.hp.girm](grads, present)
+        return terms
+
+    def update(self, batches, step):
+        if self.girm_weight(step) == 0 or self.hp.girm_grad == "exact":
+            return super().update(batches, step)
+        terms = self.first_order_backward(batches, step)
+        self.optimizer.step()
+        total = sum(v.detach() for v in terms.values())
+        return {"total": float(total), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def first_order_backward(self, batches, step) -> dict[str, torch.Tensor]:
+        """Fill every .grad for first-order G-IRM with one backward pass through the heads and one through the
+        encoder (the cost of an MTL step plus the penalty's arithmetic).
+
+        1. Backward of the task risks to the heads' parameters and inputs u_t only: with Total = sum_t mean_{e in E_t}
+           R_t^e, |E_t| * dTotal/du_t(b) = dR_t^{e(b)}/du_t(b), so dR_t^e/dA_tk = sum_{b in e} <dR_t^e/du_t(b), Z_k(b)>
+           exactly (losses.graph_grads_from_inputs), differentiable through Z.
+        2. Backward of sum_t <dTotal/du_t (held constant), u_t> + L_dec + L_graph + λ_G G-IRM through A and the
+           encoder: the first term gives A and the encoder the task gradients they would get from a full backward.
+        """
+        weight = self.girm_weight(step)
+        terms, env, risks, present, z, _, inputs = self._forward(batches, per_sample_graph=False)
+        check_finite(terms, step)
+        us = list(inputs.values())
+        heads = [p for p in self.model.heads.parameters() if p.requires_grad]
+        task_total = sum(v for k, v in terms.items() if k.startswith("task/"))
+        self.optimizer.zero_grad(set_to_none=True)
+        grads = torch.autograd.grad(task_total, us + heads, allow_unused=True)
+        for p, g in zip(heads, grads[len(us):]):
+            p.grad = g
+        deltas = grads[:len(us)]
+        n_envs = present.sum(0).clamp_min(1).to(z.dtype)                # |E_t|
+        head_grads = torch.stack([d.view_as(z) * n_envs[i] for i, d in enumerate(deltas)])
+        graph_grads = L.graph_grads_from_inputs(head_grads, z, env, len(present))
+        terms["girm"] = weight * L.GIRM_PENALTIES[self.hp.girm](graph_grads, present)
+        check_finite({"girm": terms["girm"]}, step)
+        surrogate = sum((d * u).sum() for d, u in zip(deltas, us)) + terms["dec"] + terms["graph"] + terms["girm"]
+        surrogate.backward()
         return terms
 
 

@@ -235,14 +235,19 @@ class MTCRL(nn.Module):
         h = self.encoder(x)
         return h.view(h.shape[0], self.k, self.d, *h.shape[2:])
 
-    def routed_logits(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+    def route(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each task's head input u_t = concat_k(A_tk * Z_k), shaped like the representation (B, W[, h, w]).
+        a: (T, K), or (B, T, K) for a per-sample graph."""
         b, spatial = z.shape[0], z.shape[3:]
         out = {}
         for i, name in enumerate(self.task_names):
             w = a[i] if a.dim() == 2 else a[:, i]          # (K,) or (B, K)
             w = w.reshape(*w.shape, *([1] * (1 + len(spatial))))
-            out[name] = self.heads[name]((w * z).reshape(b, self.width, *spatial))
+            out[name] = (w * z).reshape(b, self.width, *spatial)
         return out
+
+    def routed_logits(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: self.heads[name](u) for name, u in self.route(z, a).items()}
 
     def representation(self, x):
         return self.encoder(x)

@@ -503,3 +503,10 @@ def write_fixture(dir, buildings: Sequence[str] | None = None, views_per_buildin
                     continue
                 Image.fromarray(a).save(dirs[folder] / f"{view}_domain_{DOMAINS[folder][0]}.png")
     return root
+
+
+def available(root: str = "") -> bool:
+    """True if `root` (default: $MTCRL_DATA/taskonomy or data/cache/taskonomy) holds an `rgb/` folder with at
+    least one building: what notebook 03 checks to choose the real data over the synthetic stand-in."""
+    rgb = resolve_root(root) / "rgb"
+    return rgb.is_dir() and any(p.is_dir() for p in rgb.iterdir())
