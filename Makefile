@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb \
+NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb notebooks/03_taskonomy.ipynb \
              notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/09_main_results.ipynb
 PAPERMILL_ARGS ?=
 
@@ -33,6 +33,9 @@ test: data
 bench: venv
 	$(BIN)/python benchmarks/generator.py
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/scenes.py
+	$(BIN)/python benchmarks/step_time.py --dataset scenes --batch 64
+	$(BIN)/python benchmarks/eval_memory.py
 
 clean:
 	rm -rf results/smoke .pytest_cache

@@ -69,7 +69,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
     # (hp.lr_graph, the Multi-MNIST lead of the fidelity issue, not tuned here). docs/DECISIONS.md.
     "scenes": {
         "default": {"model.channels": (16, 32), "model.width": 40, "model.decoder_channels": (16, 8),
-                    "model.module_norm": "batch", "train.batch_size": 64, "train.epochs": 12,
+                    "model.module_norm": "batch", "train.batch_size": 64, "train.epochs": 12, "train.lr": 3e-3,
                     "train.eval_train_max": 256, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
                     "hp.anneal_steps": 32},
         "smoke": {"data.buildings_per_env": 1, "data.images_per_building": 16, "data.n_val": 16, "data.n_test": 16,
