@@ -2,15 +2,19 @@
 
 `papermill -p SEEDS "[0, 1]"` hands the notebook the *string* "[0, 1]"; `-p SMOKE False` may arrive as a bool or
 as the string "False". `parameters(SEEDS=SEEDS, ...)` turns every value into the type its schema names, or stops
-with an error that names the parameter, the value and an example that works.
+with an error that names the parameter, the value and an example that works. Every notebook calls it in the first
+code cell after its `parameters` cell, with every name that cell assigns (tests/test_notebook_params.py checks it).
 """
 from __future__ import annotations
 
 import ast
+import math
 from types import SimpleNamespace
 
-# name -> (type, allowed values or None). Types: "bool", "int", "str", "path" (str or None), "int_list",
-# "str_list", "str_list_or_none", "int_or_none".
+# name -> (kind, allowed values or None). A kind is a base kind, optionally with a suffix:
+#   "bool", "int", "float", "prob" (a float in [0, 1]), "str", "path" (a str, or None), "dict" (config overrides,
+#   {"dotted.key": value}), and lists of them: "int_list", "float_list", "prob_list", "str_list" (not empty);
+#   "..._or_none": None, "None" or "" give None; "..._list_or_empty": the empty list is allowed.
 SCHEMA: dict[str, tuple[str, tuple | None]] = {
     "SMOKE": ("bool", None),
     "SCALE": ("str", ("default", "full")),
@@ -22,18 +26,61 @@ SCHEMA: dict[str, tuple[str, tuple | None]] = {
     "METHODS": ("str_list", None),
     "TASKS": ("str_list_or_none", None),
     "FORCE": ("bool", None),
+    # 01 (Proposition 1)
+    "MU": ("float", None),
+    "D_CAUSAL": ("int", None),
+    "D_NOISE": ("int", None),
+    "M_GRID": ("prob_list", None),
+    "N_LARGE": ("int", None),
+    "N_FIT_REPEATS": ("int", None),
+    "NS": ("int_list", None),
+    "N_REPEATS": ("int", None),
+    "M_SWEEP": ("prob_list", None),
+    "WIDTH": ("int", None),
+    # 02 (synthetic spurious)
+    "SEM_OVERRIDES": ("dict", None),
+    "MNIST_OVERRIDES": ("dict", None),
+    "N_ANALYZE": ("int", None),
+    "WIDTHS": ("int_list", None),
+    "EPOCHS_GRID": ("int_list", None),
+    "STRENGTHS": ("prob_list", None),
+    # 07 (MovieLens)
+    "TARGET": ("str", ("rating", "like")),
+    "GRAPH_LRS": ("float_list_or_empty", None),
+    "OTHER_TARGET_METHODS": ("str_list_or_empty", None),
 }
-EXAMPLES = {"bool": "True", "int": "3", "str": "default", "path": "/data/taskonomy", "int_list": '"[0, 1, 2]"',
-            "str_list": '"[mtl, mtcrl]"', "str_list_or_none": '"[segment_semantic, normal]"',
-            "int_or_none": "20"}
+# A notebook whose parameter of a SCHEMA name has another type: notebook name -> {name: (kind, allowed)}; used when
+# the notebook calls parameters(notebook=...). 01's EPOCHS is its list of training lengths (short and long).
+NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
+    "01_theory_proposition1": {"EPOCHS": ("int_list", None)},
+}
+EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
+            "dict": "\"{'train.epochs': 5}\"", "int_list": '"[0, 1, 2]"', "float_list": '"[0.5, 2.0]"',
+            "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "str_list_or_none": '"[segment_semantic, normal]"',
+            "int_or_none": "20", "float_list_or_empty": '"[10.0, 30.0]"', "str_list_or_empty": '"[mtl, mtcrl]"'}
+_BASES = ("bool", "int", "float", "prob", "str", "path", "dict", "int_list", "float_list", "prob_list", "str_list")
+_NONE = ("", "None")
 
 
 class ParameterError(ValueError):
     pass
 
 
-def _fail(name, value, kind, why):
-    return ParameterError(f"notebook parameter {name} = {value!r}: {why}; pass e.g. -p {name} {EXAMPLES[kind]}")
+def split_kind(kind: str) -> tuple[str, bool, bool]:
+    """(base kind, None allowed, empty list allowed) of a SCHEMA kind."""
+    base, optional, empty_ok = kind, kind == "path", False
+    if base.endswith("_or_none"):
+        base, optional = base[: -len("_or_none")], True
+    if base.endswith("_or_empty"):
+        base, empty_ok = base[: -len("_or_empty")], True
+    if base not in _BASES or (empty_ok and not base.endswith("_list")):
+        raise ValueError(f"unknown parameter kind {kind!r}")
+    return base, optional, empty_ok
+
+
+def _fail(name, value, kind, why, allowed=None):
+    example = allowed[0] if kind == "str" and allowed else EXAMPLES[kind]
+    return ParameterError(f"notebook parameter {name} = {value!r}: {why}; pass e.g. -p {name} {example}")
 
 
 def _parse_list(text: str) -> list:
@@ -45,55 +92,96 @@ def _parse_list(text: str) -> list:
         return [s.strip().strip("'\"") for s in text.strip("[]() ").split(",") if s.strip()]
 
 
-def _convert(name: str, value, kind: str):
-    if kind == "bool":
+def _scalar(value, base: str):
+    """One value of a base kind (not a list); ValueError says what was expected."""
+    if base == "bool":
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.strip().lower() in ("true", "1", "yes")
-        raise _fail(name, value, kind, "expected True or False")
-    if kind in ("path", "int_or_none", "str_list_or_none") and (value is None or
-                                                                  (isinstance(value, str) and value in ("", "None"))):
-        return None
-    if kind == "path":
-        return str(value)
-    if kind in ("int", "int_or_none"):
-        try:
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        except (TypeError, ValueError):
-            raise _fail(name, value, kind, "expected an integer") from None
-    if kind == "str":
-        return str(value).strip()
-    items = _parse_list(value) if isinstance(value, str) else list(value)
-    if not items:
-        raise _fail(name, value, kind, "the list is empty")
-    if kind == "int_list":
-        out = []
-        for v in items:
+        raise ValueError("expected True or False")
+    if base in ("str", "path"):
+        if isinstance(value, (list, tuple, dict, set)) or not str(value).strip():
+            raise ValueError("expected a non-empty string")
+        return str(value).strip() if base == "str" else str(value)
+    if base == "dict":
+        parsed = value
+        if isinstance(value, str):
             try:
-                out.append(_convert(name, v, "int"))
-            except ParameterError:
-                raise _fail(name, value, kind, f"{v!r} is not an integer") from None
-        return out
-    return [str(v).strip() for v in items]
+                parsed = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                parsed = None
+        if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
+            raise ValueError("expected a dict of config overrides with string keys")
+        return dict(parsed)
+    what = "expected an integer" if base == "int" else "expected a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(what)
+    if base == "int" and isinstance(value, int):
+        return value
+    if base == "int" and isinstance(value, str):
+        try:
+            return int(value.strip())   # exact, also for "200_000" and big integers
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(what) from None
+    if base == "int":
+        if not number.is_integer():   # False for nan and inf
+            raise ValueError(what)
+        return int(number)
+    if not math.isfinite(number):
+        raise ValueError("expected a number")
+    if base == "prob" and not 0.0 <= number <= 1.0:
+        raise ValueError("expected a number in [0, 1]")
+    return number
 
 
-def parameters(choices: dict[str, tuple] | None = None, **values) -> SimpleNamespace:
-    """Validated notebook parameters. `choices` adds or narrows allowed values, e.g. {"METHODS": METHODS}."""
-    allowed = {name: spec[1] for name, spec in SCHEMA.items()}
+def _convert(name: str, value, kind: str, allowed=None):
+    base, optional, empty_ok = split_kind(kind)
+    if optional and (value is None or (isinstance(value, str) and value.strip() in _NONE)):
+        return None
+    if not base.endswith("_list"):
+        try:
+            return _scalar(value, base)
+        except ValueError as e:
+            raise _fail(name, value, kind, str(e), allowed) from None
+    if isinstance(value, str):
+        items = _parse_list(value)
+    else:
+        items = list(value) if isinstance(value, (list, tuple, range)) else [value]
+    if not items and not empty_ok:
+        raise _fail(name, value, kind, "the list is empty")
+    out = []
+    for v in items:
+        try:
+            out.append(_scalar(v, base[: -len("_list")]))
+        except ValueError as e:
+            raise _fail(name, value, kind, f"item {v!r}: {e}") from None
+    return out
+
+
+def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None = None, **values) -> SimpleNamespace:
+    """Validated notebook parameters. `choices` adds or narrows allowed values, e.g. {"METHODS": METHODS};
+    `notebook` (its file name without .ipynb) applies that notebook's entries of NOTEBOOK_SCHEMA."""
+    schema = {**SCHEMA, **NOTEBOOK_SCHEMA.get(notebook or "", {})}
+    unknown = sorted(set(values) - set(schema)) or sorted(set(choices or {}) - set(schema))
+    if unknown:
+        raise ParameterError(f"unknown notebook parameter {unknown[0]}; known: {sorted(schema)}")
+    allowed = {name: spec[1] for name, spec in schema.items()}
     allowed.update(choices or {})
     out = {}
     for name, value in values.items():
-        if name not in SCHEMA:
-            raise ParameterError(f"unknown notebook parameter {name}; known: {sorted(SCHEMA)}")
-        kind = SCHEMA[name][0]
-        v = _convert(name, value, kind)
-        ok = allowed.get(name)
+        kind, ok = schema[name][0], allowed.get(name)
+        v = _convert(name, value, kind, tuple(ok) if ok is not None else None)
         if ok is not None and v is not None:
             bad = [x for x in (v if isinstance(v, list) else [v]) if x not in ok]
             if bad:
-                raise _fail(name, value, kind, f"{bad} not among the valid values {list(ok)}")
+                what = bad if isinstance(v, list) else repr(v)
+                raise _fail(name, value, kind, f"{what} not among the valid values {list(ok)}", tuple(ok))
         out[name] = v
     return SimpleNamespace(**out)

@@ -164,12 +164,12 @@ def dense_panels(data, per_split: int = 2, seed: int = 0):
     rows = [(name, int(i)) for name, s in splits.items() for i in rng.choice(len(s), per_split, replace=False)]
     fig, axes = plt.subplots(len(rows), 1 + len(data.tasks), figsize=(1.5 * (1 + len(data.tasks)), 1.5 * len(rows)),
                              squeeze=False)
-    for row, (name, i) in zip(axes, rows):
+    for r, (row, (name, i)) in enumerate(zip(axes, rows)):
         x, y = splits[name][i]
-        _show(row[0], np.moveaxis(x.numpy(), 0, -1), {}, "rgb" if row is axes[0] else "")
+        _show(row[0], np.moveaxis(x.numpy(), 0, -1), {}, "rgb" if r == 0 else "")
         row[0].set_ylabel(name, fontsize=8)
         for ax, t in zip(row[1:], data.tasks):
-            _show(ax, *label_image(t.kind, y[t.name].numpy()), t.name if row is axes[0] else "")
+            _show(ax, *label_image(t.kind, y[t.name].numpy()), t.name if r == 0 else "")
     fig.tight_layout()
     return fig
 
