@@ -311,3 +311,14 @@ def test_building_style_is_a_plain_value():
     assert empty["rgb"].shape == (0, 3, 16, 16) and empty["segment_semantic"].shape == (0, 16, 16)
     with pytest.raises(ValueError, match="empty"):
         build_scenes(ScenesConfig(images_per_building=0, n_val=8, n_test=8))
+
+
+def test_depth_agreement_and_shortcut_accuracy_by_hand():
+    from mtcrl_lite.data.scenes import depth_agreement, shortcut_accuracy
+    # classes: floor 0, wall 1, sphere 2 (near: 1.6-2.4 m), cylinder 3 (middle: 2.4-3.2), box 4 (far: 3.2-4.0)
+    seg = np.array([[0, 2, 2], [3, 4, 4]])
+    depth = np.array([[1.0, 2.0, 3.5], [2.8, 3.9, np.nan]])
+    assert depth_agreement(seg, depth).tolist() == [[-1, 1, 0], [1, 1, -1]]
+    pred = np.array([[0, 2, 4], [3, 2, 4]])            # right on two agreeing pixels, wrong on one; wrong on the other
+    acc = shortcut_accuracy(pred, seg, depth)
+    assert acc == {"acc_agree": pytest.approx(2 / 3), "acc_disagree": 0.0, "gap": pytest.approx(2 / 3)}

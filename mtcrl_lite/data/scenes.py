@@ -641,3 +641,31 @@ def scene_panels(data: MTLData, split: str = "env0", i: int = 0) -> dict[str, np
 __all__ = ["BuildingStyle", "CLASS_NAMES", "Layout", "N_CLASSES", "ScenesConfig", "TASKS", "build_scenes",
            "camera_rays", "camera_rotation", "confound_stats", "raycast", "render_layouts", "render_scenes",
            "sample_layouts", "sample_style", "scene_panels"]
+
+
+def depth_agreement(seg: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Per pixel, whether the training shortcut holds there: 1 where an object pixel's z-buffer depth falls in its
+    class's preferred bin (`PREFERRED_BIN`, `BIN_EDGES`), 0 where it falls in another bin, -1 for floor, wall,
+    ignored or invalid-depth pixels. seg (..., H, W) int; depth (..., 1, H, W) or (..., H, W) in metres.
+    (Pixel depth, not the object's centre distance that the confounder draws, so the split is approximate.)"""
+    seg = np.asarray(seg)
+    depth = np.asarray(depth, dtype=np.float64).reshape(seg.shape)
+    pref = np.full(len(CLASS_NAMES), -1)
+    for k, b in PREFERRED_BIN.items():
+        pref[k] = b
+    bins = np.clip(np.searchsorted(BIN_EDGES, np.nan_to_num(depth, nan=-1.0), side="right") - 1, 0, N_BINS - 1)
+    want = np.where(seg >= 0, pref[np.clip(seg, 0, None)], -1)
+    return np.where((want < 0) | np.isnan(depth), -1, (bins == want).astype(np.int64))
+
+
+def shortcut_accuracy(pred: np.ndarray, seg: np.ndarray, depth: np.ndarray) -> dict[str, float]:
+    """Segmentation accuracy on object pixels where the class-depth shortcut of training holds ("agree") and where
+    it does not ("disagree"), and their gap: a model that reads depth to name objects has a large positive gap.
+    pred: predicted classes (..., H, W)."""
+    agree = depth_agreement(seg, depth)
+    hit = np.asarray(pred) == np.asarray(seg)
+    a, d = hit[agree == 1], hit[agree == 0]
+    out = {"acc_agree": float(a.mean()) if a.size else float("nan"),
+           "acc_disagree": float(d.mean()) if d.size else float("nan")}
+    out["gap"] = out["acc_agree"] - out["acc_disagree"]
+    return out
