@@ -56,8 +56,9 @@ NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
 }
 EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
             "dict": "\"{'train.epochs': 5}\"", "int_list": '"[0, 1, 2]"', "float_list": '"[0.5, 2.0]"',
-            "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "str_list_or_none": '"[segment_semantic, normal]"',
-            "int_or_none": "20", "float_list_or_empty": '"[10.0, 30.0]"', "str_list_or_empty": '"[mtl, mtcrl]"'}
+            "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "int_or_none": "20",
+            "str_list_or_none": '"[segment_semantic, normal]"', "float_list_or_empty": '"[10.0, 30.0]"',
+            "str_list_or_empty": '"[mtl, mtcrl]"'}
 _BASES = ("bool", "int", "float", "prob", "str", "path", "dict", "int_list", "float_list", "prob_list", "str_list")
 _NONE = ("", "None")
 
@@ -145,6 +146,8 @@ def _convert(name: str, value, kind: str, allowed=None):
     base, optional, empty_ok = split_kind(kind)
     if optional and (value is None or (isinstance(value, str) and value.strip() in _NONE)):
         return None
+    if value is None:
+        raise _fail(name, value, kind, "None is not allowed here", allowed)
     if not base.endswith("_list"):
         try:
             return _scalar(value, base)
