@@ -241,6 +241,8 @@ def _overrides(row) -> dict:
 
 
 def _best(table: pd.DataFrame, column: str) -> dict[str, pd.Series]:
+    if column not in table.columns:          # no draw finished
+        return {}
     ok = table[(table.status == "ok") & table[column].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
     out = {}
     for method, g in ok.groupby("method", sort=False):
