@@ -5,16 +5,38 @@ Every training step holds `batch_size // E` samples of every one of the E traini
 item of `EnvBatches` (a Dataset over the environments) indexed by the plan's `{env: indices}`; a DataLoader with
 `batch_size=None` reads steps through workers (`train.num_workers`) and pins memory on a GPU. The plan depends on
 (seed, epoch) only, so a resumed run replays the same batches whatever the number of workers.
+
+`training_environments` is the one place where the training environments are chosen (`train.envs`): the dataset's
+own, or the control "random", the same pooled samples dealt at random into environments of the same sizes.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
-from .data.base import Split
+from .data.base import MTLData, Split
+
+ENV_MODES = ("dataset", "random")
+
+
+def training_environments(data: MTLData, mode: str = "dataset", seed: int = 0) -> MTLData:
+    """`data` with the training environments of `train.envs`: "dataset" returns it unchanged; "random" pools the
+    training environments and deals a seeded random permutation of the pool into environments random0, random1, ...
+    with the sizes of the dataset's (in order). Validation and test are untouched."""
+    if mode not in ENV_MODES:
+        raise ValueError(f"train.envs must be one of {ENV_MODES}, got {mode!r}")
+    if mode == "dataset":
+        return data
+    sizes = [len(s) for s in data.train_envs.values()]
+    pooled = data.train_all()
+    perm = np.random.default_rng([int(seed), 20221]).permutation(len(pooled))
+    cuts = np.cumsum([0] + sizes)
+    envs = {f"random{i}": pooled.take(np.sort(perm[a:b])) for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))}
+    return dataclasses.replace(data, train_envs=envs, info={**data.info, "train_envs": "random", "env_seed": seed})
 
 
 def epoch_plan(sizes: dict[str, int], batch_size: int, seed: int, epoch: int) -> list[dict[str, np.ndarray]]:

@@ -1,6 +1,14 @@
 """Run configuration: one dataclass per concern, resolved as
 
-    defaults <- dataset defaults <- method defaults <- scale preset (smoke/full) <- overrides
+    scale "default":     defaults <- dataset/method defaults <- PRESETS[dataset]["default"] <- tuned <- overrides
+    scale smoke / full:  defaults <- dataset/method defaults <- tuned <- PRESETS[dataset][scale] <- overrides
+
+"tuned" is the entry of (dataset, method) in tuning/tuned.json (written by `python -m mtcrl_lite.search
+--write-tuning`, i.e. `make tune`), found by a search that started from the default preset: at the default scale
+the tuned values replace the preset's; a smoke or full preset still sets its own geometry (data sizes, epochs,
+widths, anneal steps) over them, and the tuned keys it does not mention carry over. No file or no entry: nothing
+changes. `make_config(..., tuned=False)` (CLI `--untuned`) ignores the file; the run config records the values it
+took from it in `tuned` (empty = none).
 
 Overrides are `section.key=value` strings (`data.n_val=500`, `train.epochs=3`, `hp.lambda_girm=100`) or a bare
 `key=value` when the key names exactly one field. Unknown keys are errors that list the valid ones.
@@ -13,23 +21,32 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .data import DATASETS
+from .hparams import hp
 from .methods import default_hparams, get_method
 from .models import ModelConfig
+from .paths import REPO_ROOT
+
+TUNED_PATH = REPO_ROOT / "tuning" / "tuned.json"     # {dataset: {method: {"values": {key: value}, provenance...}}}
+ENVS = ("dataset", "random")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 15
     batch_size: int = 128        # per step, split equally over the training environments
-    lr: float = 1e-3             # Adam
-    weight_decay: float = 0.0
+    lr: float = hp(1e-3, 1e-4, 1e-2, "Adam learning rate (every parameter; MT-CRL's Θ: times hp.lr_graph)")
+    weight_decay: float = hp(0.0, 1e-6, 1e-2, "Adam L2 weight decay (0 at the default, log-uniform when searched)")
     eval_train_max: int = 2000   # train metrics are computed on the first N samples of the pooled environments
     device: str = "cpu"          # "cpu", "cuda", or "auto"
     threads: int = 2             # torch intra-op threads of the run (fixed, so numbers never depend on the machine load)
     num_workers: int = 0         # DataLoader worker processes (on-disk datasets; 0 = read in the training process)
     eval_batch_size: int = 256   # samples per evaluation batch (metrics stream, so any size gives the same numbers)
+    envs: str = "dataset"        # training environments: "dataset" (its attribute groups) or "random" (the pooled
+                                 # training data dealt at random into environments of the same sizes, seeded by the
+                                 # run's seed: the control under which G-IRM, IRM and DANN should lose their effect)
 
 
 # Scale presets per dataset. "default" is the CPU scale of `make reproduce`; "smoke" is for CI;
@@ -113,13 +130,25 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     hp: object = None
+    tuned: dict = field(default_factory=dict)    # the values taken from tuning/tuned.json (provenance, not hashed)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """Hash of everything that affects the numbers (method and seed included)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """Hash of everything that affects the numbers (method and seed included). Where the values came from
+        (`tuned`) is not hashed; fields added after results were first published are omitted while at their
+        default (LATER_FIELDS), so that older run directories keep their names and are reused."""
+        d = self.to_dict()
+        d.pop("tuned")
+        for key, default in LATER_FIELDS.items():
+            section, name = key.split(".", 1)
+            if isinstance(d.get(section), dict) and name in d[section] and d[section][name] == default:
+                del d[section][name]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+LATER_FIELDS = {"hp.graph_trainable": True, "train.envs": "dataset"}
 
 
 SECTIONS = ("data", "model", "train", "hp")
@@ -185,8 +214,42 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
+def get_value(cfg: RunConfig, key: str):
+    section, name = _locate(cfg, key)
+    return getattr(getattr(cfg, section), name)
+
+
+def typed(cfg: RunConfig, key: str, value):
+    """`value` (e.g. read from JSON or CSV) as the type of field `key` (an int stays an int, 1 becomes 1.0 for a
+    float field), so that the digest does not depend on how a number was written."""
+    section, name = _locate(cfg, key)
+    typ = _fields(getattr(cfg, section))[name]
+    if isinstance(value, str) or typing.get_origin(typ) is tuple:
+        return parse_value(value, typ)
+    if typ is float:
+        return float(value)
+    if typ is int and not isinstance(value, bool):
+        if float(value) != int(value):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if typ is bool:
+        return parse_value(str(value), bool)
+    return typ(value)
+
+
+def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
+    """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent)."""
+    path = TUNED_PATH if path is None else path
+    try:
+        table = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    return dict(((table.get(dataset) or {}).get(method) or {}).get("values") or {})
+
+
 def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default",
-                overrides: dict[str, object] | None = None) -> RunConfig:
+                overrides: dict[str, object] | None = None, tuned: bool = True) -> RunConfig:
+    """The resolved run config (order in the module docstring). tuned=False ignores tuning/tuned.json."""
     if dataset not in DATASETS:
         raise KeyError(f"unknown dataset {dataset!r}; valid: {sorted(DATASETS)}")
     get_method(method)
@@ -195,12 +258,18 @@ def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default"
     cfg = RunConfig(dataset, method, int(seed), DATASETS[dataset][0](), hp=default_hparams(method))
     preset = {k: v for k, v in PRESETS.get(dataset, {}).get(scale, {}).items()
               if not (k.startswith("hp.") and k.split(".", 1)[1] not in _fields(cfg.hp))}
-    apply_overrides(cfg, preset)
+    from_file = {k: typed(cfg, k, v) for k, v in tuned_values(dataset, method).items()} if tuned else {}
+    for layer in ((preset, from_file) if scale == "default" else (from_file, preset)):
+        apply_overrides(cfg, layer)
     apply_overrides(cfg, dict(overrides or {}))
+    cfg.tuned = {k: v for k, v in from_file.items() if get_value(cfg, k) == v}     # those that were not replaced
     return cfg
 
 
 def config_from_dict(d: dict) -> RunConfig:
-    """Rebuild a RunConfig from a run's config.json (extra provenance keys are ignored)."""
+    """Rebuild a RunConfig from a run's config.json (extra provenance keys are ignored; `tuned` is kept as
+    written, the values themselves are in the sections)."""
     over = {f"{sec}.{k}": v for sec in SECTIONS for k, v in (d.get(sec) or {}).items()}
-    return make_config(d["dataset"], d["method"], d["seed"], "default", over)
+    cfg = make_config(d["dataset"], d["method"], d["seed"], "default", over, tuned=False)
+    cfg.tuned = dict(d.get("tuned") or {})
+    return cfg

@@ -10,23 +10,19 @@ parameters (PCGrad, GradVac) override `update` and use `model.shared_parameters(
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from . import losses as L
 from . import surgery as S
+from .hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
 from .tasks import Task
 
 
 class NonFiniteLossError(FloatingPointError):
     pass
-
-
-def hp(default, lo=None, hi=None, doc=""):
-    """A hyper-parameter with its default and its search range (log-uniform if both bounds are > 0)."""
-    return field(default=default, metadata={"range": (lo, hi), "doc": doc})
 
 
 @dataclass
@@ -47,6 +43,9 @@ class MTCRLHParams:
                         "gradient reaches every parameter; 'first_order' (ours, for dense decoders): the same dR_t^e/dA "
                         "values read off the main backward pass, the penalty's gradient reaching the encoder through "
                         "the modules Z only (the heads' second derivatives are dropped)")
+    graph_trainable: bool = hp(True, doc="False: the routing logits Θ stay at model.theta_init (the frozen-A "
+                               "control: MT-CRL's architecture and losses with A fixed; G-IRM still penalises "
+                               "dR/dA through the encoder and heads)")
 
 
 class Method(nn.Module):
@@ -130,6 +129,7 @@ class MTCRLMethod(Method):
             raise ValueError(f"hp.lr_graph must be > 0 (a multiple of train.lr), got {hparams.lr_graph}")
         # Adam moves each parameter by about lr per step, so at lr 1e-3 the logits Θ can travel at most ~1 in
         # 1,000 steps: A = sigmoid(Θ) then cannot leave its start. hp.lr_graph gives Θ its own learning rate.
+        model.theta.requires_grad_(bool(hparams.graph_trainable))     # frozen-A control: Θ never moves
         theta = [model.theta]
         rest = [p for p in model.parameters() if p is not model.theta]
         self.optimizer = torch.optim.Adam([{"params": rest}, {"params": theta, "lr": lr * hparams.lr_graph}],
@@ -150,6 +150,8 @@ class MTCRLMethod(Method):
         z = m.modules_of(x)
         a = m.graph
         copies = a.unsqueeze(0).repeat(len(batches), 1, 1) if per_sample_graph else None   # (E, T, K)
+        if copies is not None and not copies.requires_grad:      # frozen A: G-IRM still needs dR/dA
+            copies.requires_grad_(True)
         inputs = m.route(z, copies[env] if per_sample_graph else a)       # per-sample graph (B, T, K) or (T, K)
         logits = {name: m.heads[name](u) for name, u in inputs.items()}
         per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
@@ -276,7 +278,8 @@ class GradVac(SurgeryMethod):
 @dataclass
 class IRMHParams:
     lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
-    anneal_steps: int = hp(100, 0, 5000, "penalty weight is 1 for this many steps, then lambda_irm")
+    anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_irm (range as "
+                           "MT-CRL's: both datasets train for < 1,500 steps)")
 
 
 class IRM(Method):
@@ -355,13 +358,14 @@ class MethodSpec:
     cls: type
     defaults: dict
     doc: str
+    not_searched: tuple = ()      # hyper-parameters with a range that have no effect in this variant
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, cls: type, doc: str, **defaults) -> None:
-    METHODS[name] = MethodSpec(name, cls, defaults, doc)
+def register(name: str, cls: type, doc: str, not_searched: tuple = (), **defaults) -> None:
+    METHODS[name] = MethodSpec(name, cls, defaults, doc, tuple(not_searched))
 
 
 register("stl", STL, "single-task learning: one network per task, same backbone")
@@ -372,7 +376,8 @@ register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared
 register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
 register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
 register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
-register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none")
+register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none",
+         not_searched=("lambda_girm", "anneal_steps"))
 
 
 def get_method(name: str) -> MethodSpec:

@@ -19,22 +19,28 @@ import torch
 from torch import nn
 
 from .data.base import TabularSpec
+from .hparams import hp
 from .tasks import Task
+
+
+MODULE_NORMS = ("none", "batch")
 
 
 @dataclass
 class ModelConfig:
     channels: tuple[int, ...] = (16, 32)  # trunk widths: conv channels for (C, H, W) inputs (5x5 conv, ReLU,
                                           # 2x2 max-pool each), hidden units for (D,) inputs (Linear, ReLU each)
-    width: int = 64                       # shared representation width W (= K * d for MT-CRL)
-    n_modules: int = 0                    # K; 0 = max(4, 2T) (METHOD.md §3, ours)
+    width: int = hp(64, choices=(32, 64, 128), doc="shared representation width W (= K * d for MT-CRL); "
+                    "searched for every method (not on datasets where search.PINNED fixes it)")
+    n_modules: int = hp(0, choices=(4, 8, 16), kinds=("mtcrl",),
+                        doc="K; 0 = max(4, 2T) (METHOD.md §3, ours); searched for MT-CRL only (K < T or K not "
+                        "dividing W is redrawn)")
     theta_init: float = 1.0               # routing logits start at Θ = 1, i.e. A = sigmoid(1) = 0.73
-    module_norm: str = "none"             # "none" or "batch": standardise the shared representation per unit /
-                                          # channel (BatchNorm, no affine), for every model (matched baselines)
+    module_norm: str = hp("none", choices=MODULE_NORMS,
+                          doc="'batch' standardises the shared representation per unit / channel (BatchNorm, no "
+                          "affine), for every model (matched baselines); searched for every method")
     decoder_channels: tuple[int, ...] = ()  # dense decoders: channels per upsampling stage; () = reversed channels
 
-
-MODULE_NORMS = ("none", "batch")
 
 
 def n_modules(cfg: ModelConfig, n_tasks: int) -> int:

@@ -3,6 +3,8 @@
     python -m mtcrl_lite.sweep --dataset multimnist --methods stl mtl mtcrl --seeds 0 1 2 --out results/x
 
 Finished runs are reused, interrupted ones resume; each run lives in OUT/METHOD/seed{S}-{config digest}.
+`run_configs` runs any list of configs the same way (the hyper-parameter search uses it) and can record a run
+whose loss became non-finite (DIR/failed.json) instead of stopping, so that a search survives a diverging draw.
 """
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .checkpoint import discard_state
 from .config import make_config, parse_sets
-from .results import collect
+from .methods import NonFiniteLossError
+from .results import atomic_write_text, collect
 from .train import run
+
+FAILED = "failed.json"
 
 
 def run_dir(root, cfg) -> Path:
@@ -24,12 +30,39 @@ def run_dir(root, cfg) -> Path:
 
 
 def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrides=None,
-             force: bool = False, progress: bool = True) -> list[Path]:
-    cfgs = [make_config(dataset, m, s, scale, overrides) for m in methods for s in seeds]   # validate all first
-    dirs = []
-    for cfg in tqdm(cfgs, desc=f"{dataset} runs", disable=not progress):
-        dirs.append(run(cfg, run_dir(root, cfg), force=force, progress=False, log=lambda *_: None))
-    return dirs
+             force: bool = False, progress: bool = True, tuned: bool = True) -> list[Path]:
+    cfgs = [make_config(dataset, m, s, scale, overrides, tuned) for m in methods for s in seeds]  # validate all first
+    return run_configs(cfgs, [run_dir(root, c) for c in cfgs], force, progress)
+
+
+def failure(out) -> dict | None:
+    """The recorded failure of run directory `out` (see run_configs), or None."""
+    path = Path(out) / FAILED
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_failures: bool = False,
+                desc: str = "runs") -> list[Path]:
+    """Run (or reuse, or resume) every config in its directory. record_failures: a run whose loss becomes
+    non-finite writes DIR/failed.json (error, digest) and the next config runs; a recorded failure with the same
+    digest is reused like a finished run (force retries it)."""
+    out = []
+    for cfg, d in tqdm(list(zip(cfgs, dirs)), desc=desc, disable=not progress):
+        d = Path(d)
+        old = failure(d)
+        if old is not None and old.get("digest") == cfg.digest() and not force:
+            out.append(d)
+            continue
+        (d / FAILED).unlink(missing_ok=True)
+        try:
+            out.append(run(cfg, d, force=force, progress=False, log=lambda *_: None))
+        except NonFiniteLossError as e:
+            if not record_failures:
+                raise
+            discard_state(d)
+            atomic_write_text(d / FAILED, json.dumps({"digest": cfg.digest(), "error": str(e)}, indent=1))
+            out.append(d)
+    return out
 
 
 def summary(df: pd.DataFrame, selection: str = "best_val", metric: str = "acc") -> pd.DataFrame:
@@ -68,9 +101,11 @@ def main(argv=None) -> int:
     p.add_argument("--scale", default="default", choices=["smoke", "default", "full"])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--untuned", action="store_true", help="ignore tuning/tuned.json (the registry defaults)")
     args = p.parse_args(argv)
     try:
-        dirs = run_grid(args.dataset, args.methods, args.seeds, args.out, args.scale, parse_sets(args.sets), args.force)
+        dirs = run_grid(args.dataset, args.methods, args.seeds, args.out, args.scale, parse_sets(args.sets), args.force,
+                        tuned=not args.untuned)
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from . import __version__
 from .checkpoint import discard_state, load_best, load_state, save_best, save_state
 from .config import RunConfig, config_from_dict, make_config, parse_sets
 from .batching import epoch_plan, to_batch, to_device, train_steps  # noqa: F401  (epoch_plan, to_batch: API)
+from .batching import training_environments
 from .data import DATASETS, DataMissingError, MTLData, build_dataset
 from .evaluation import evaluate, finalize
 from .methods import NonFiniteLossError, get_method
@@ -53,8 +54,10 @@ def _dataset_cached(name: str, data_json: str) -> MTLData:
 
 
 def load_data(cfg: RunConfig) -> MTLData:
-    """The run's dataset; built once per process for a given data config (runs of a sweep share it)."""
-    return _dataset_cached(cfg.dataset, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True))
+    """The run's dataset, with the training environments of `train.envs` (batching.training_environments); the
+    dataset is built once per process for a given data config (runs of a sweep share it)."""
+    data = _dataset_cached(cfg.dataset, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True))
+    return training_environments(data, cfg.train.envs, cfg.seed)
 
 
 def provenance() -> dict:
@@ -166,13 +169,15 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set hp.lambda_girm=100 --set data.n_val=500")
     p.add_argument("--force", action="store_true", help="discard an existing run in --out")
+    p.add_argument("--untuned", action="store_true", help="ignore tuning/tuned.json (the registry defaults)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         overrides = parse_sets(args.sets)
         if args.epochs is not None:
             overrides["train.epochs"] = args.epochs
-        cfg = make_config(args.dataset, args.method, args.seed, "smoke" if args.smoke else args.scale, overrides)
+        cfg = make_config(args.dataset, args.method, args.seed, "smoke" if args.smoke else args.scale, overrides,
+                          tuned=not args.untuned)
         out = run(cfg, args.out, force=args.force, progress=not args.quiet)
     except (KeyError, ValueError, RunDirConflict) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
