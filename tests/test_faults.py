@@ -3,6 +3,7 @@ value and the fix) or a correct result. Each case is one line of a table below; 
 import os
 import re
 import shutil
+import typing
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ from mtcrl_lite import checkpoint as C
 from mtcrl_lite import guards as G
 from mtcrl_lite import surgery as S
 from mtcrl_lite import train as T
-from mtcrl_lite.config import make_config
+from mtcrl_lite.config import RANGES, SCALES, SECTIONS, _fields, make_config
+from mtcrl_lite.data import DATASETS
+from mtcrl_lite.methods import METHODS
 from mtcrl_lite.results import atomic_write_text, is_finished, read_json, read_jsonl
 
 
@@ -81,6 +84,21 @@ def test_bad_input_is_a_clear_error_that_leaves_nothing_behind(args, rc, error, 
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     if rc == 2:
         assert not (out / "config.json").exists()          # a corrected rerun is not blocked
+
+
+def test_every_numeric_config_field_has_a_range_and_every_preset_is_valid():
+    """validate_config skips a field without a rule: a new numeric field must get one in config.RANGES."""
+    missing = set()
+    for dataset in DATASETS:
+        for method in METHODS:
+            for scale in SCALES:
+                cfg = make_config(dataset, method, scale=scale)          # validates the presets
+                for section in SECTIONS:
+                    for name, typ in _fields(getattr(cfg, section)).items():
+                        inner = typing.get_args(typ)[0] if typing.get_origin(typ) is tuple else typ
+                        if inner in (int, float) and f"{section}.{name}" not in RANGES:
+                            missing.add(f"{dataset}: {section}.{name}")
+    assert not missing
 
 
 def test_epochs_0_then_the_corrected_rerun_trains(tmp_path, capsys):
