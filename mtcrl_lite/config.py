@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,85 @@ def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
     return dict(((table.get(dataset) or {}).get(method) or {}).get("values") or {})
 
 
+# Valid values of every numeric config field, checked by validate_config before anything is written (make_config
+# calls it, so a sweep checks all of its configs before its first run). One explicit rule per "section.field" (for a
+# tuple, per entry), plus: every float is finite, the seeds are >= 0 (numpy seeds), and train.batch_size is at least
+# the number of training environments where the data config states it (n_train_envs). Data fields: counts of
+# samples, buildings, tasks, dimensions and environments are >= 1; caps and sizes where 0 means "all" / "as
+# stored" / "default" are >= 0; correlations, confounder strengths and probabilities are in [0, 1]; seeds, shifts
+# and years are free. A new numeric field needs a rule here (tests/test_faults.py checks that every field of every
+# dataset and method has one).
+COUNT, NONNEG, POSITIVE, FRACTION, FREE = ">= 1", ">= 0", "> 0", "in [0, 1]", "finite"
+RANGES: dict[str, str] = {
+    "train.epochs": COUNT, "train.batch_size": COUNT, "train.lr": POSITIVE, "train.weight_decay": NONNEG,
+    "train.eval_train_max": COUNT, "train.threads": COUNT, "train.num_workers": NONNEG,
+    "train.eval_batch_size": COUNT,
+    "model.channels": COUNT, "model.width": COUNT, "model.n_modules": NONNEG, "model.theta_init": FREE,
+    "model.decoder_channels": COUNT,
+    "hp.lambda_dec": NONNEG, "hp.lambda_sps": NONNEG, "hp.lambda_bal": NONNEG, "hp.lambda_girm": NONNEG,
+    "hp.lambda_irm": NONNEG, "hp.lambda_dann": NONNEG, "hp.anneal_steps": NONNEG, "hp.lr_graph": POSITIVE,
+    "hp.beta": FRACTION, "hp.disc_width": COUNT,
+    "data.n_train_per_env": COUNT, "data.n_val": COUNT, "data.n_test": COUNT, "data.n_pair_envs": COUNT,
+    "data.n_tasks": COUNT, "data.d_causal": COUNT, "data.buildings_per_env": COUNT,
+    "data.images_per_building": COUNT, "data.val_buildings": COUNT, "data.test_buildings": COUNT,
+    "data.downsample": COUNT, "data.min_title_count": COUNT, "data.min_ratings": COUNT, "data.emb_dim": COUNT,
+    "data.d_noise": NONNEG, "data.max_train_per_env": NONNEG, "data.max_per_building": NONNEG,
+    "data.n_envs": NONNEG, "data.size": NONNEG, "data.depth_invalid_from": NONNEG, "data.data_seed": NONNEG,
+    "data.train_corrs": FRACTION, "data.val_corr": FRACTION, "data.test_corr": FRACTION,
+    "data.train_mc": FRACTION, "data.val_mc": FRACTION, "data.test_mc": FRACTION,
+    "data.env_strengths": FRACTION, "data.val_strength": FRACTION, "data.test_strength": FRACTION,
+    "data.missing_depth": FRACTION,
+    "data.corr_shift": FREE, "data.mu": FREE, "data.hue_shift": FREE, "data.train_max_year": FREE,
+    "data.val_max_year": FREE, "data.env_edges": FREE,
+}
+RANGES_BY_DATASET: dict[str, dict[str, str]] = {"scenes": {"data.size": COUNT}}    # Taskonomy: size 0 = as stored
+
+
+def _in_range(v, rule: str) -> bool:
+    if isinstance(v, float) and not math.isfinite(v):
+        return False
+    return {COUNT: v >= 1, NONNEG: v >= 0, POSITIVE: v > 0, FRACTION: 0 <= v <= 1, FREE: True}[rule]
+
+
+def n_train_envs(cfg: RunConfig) -> int | None:
+    """Number of training environments the data config asks for, where it states it (None: known once built)."""
+    d = cfg.data
+    if hasattr(d, "train_corrs"):                       # Multi-MNIST, debug
+        return len(d.train_corrs) if d.shift == "corr" else d.n_pair_envs
+    for name in ("train_mc", "env_strengths"):          # Multi-SEM, scenes
+        if hasattr(d, name):
+            return len(getattr(d, name))
+    if hasattr(d, "env_edges"):                         # MovieLens: buckets cut at the edges
+        return len(d.env_edges) + 1
+    return getattr(d, "n_envs", 0) or None              # Taskonomy (0 = one per building)
+
+
+def validate_config(cfg: RunConfig) -> RunConfig:
+    """Raise ValueError naming every numeric field outside its range (RANGES) and the --set that fixes it."""
+    rules = {**RANGES, **RANGES_BY_DATASET.get(cfg.dataset, {})}
+    bad = [] if cfg.seed >= 0 else [f"seed = {cfg.seed} is out of range (must be >= 0); pass --seed 0 or more"]
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for name in _fields(obj):
+            key, value = f"{section}.{name}", getattr(obj, name)
+            values = value if isinstance(value, tuple) else (value,)
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if key in rules and not all(_in_range(v, rules[key]) for v in numbers):
+                each, what = ("every entry ", "values") if isinstance(value, tuple) else ("", "a value")
+                finite = all(math.isfinite(v) for v in numbers)
+                rule = rules[key] if finite or rules[key] == FREE else f"finite and {rules[key]}"
+                bad.append(f"{key} = {value!r} is out of range ({each}must be {rule}); "
+                           f"pass --set {key}=<{'a finite value' if rules[key] == FREE else f'{what} {rules[key]}'}>")
+    n_envs = n_train_envs(cfg)
+    if not bad and n_envs and cfg.train.batch_size < n_envs:
+        bad.append(f"train.batch_size = {cfg.train.batch_size} is smaller than the number of training environments "
+                   f"({n_envs}; every step holds batch_size // {n_envs} samples of each); "
+                   f"pass --set train.batch_size=<at least {n_envs}>")
+    if bad:
+        raise ValueError(f"{cfg.dataset}/{cfg.method}: " + "; ".join(bad))
+    return cfg
+
+
 def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default",
                 overrides: dict[str, object] | None = None, tuned: bool = True) -> RunConfig:
     """The resolved run config (order in the module docstring). tuned=False ignores tuning/tuned.json."""
@@ -263,7 +343,7 @@ def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default"
         apply_overrides(cfg, layer)
     apply_overrides(cfg, dict(overrides or {}))
     cfg.tuned = {k: v for k, v in from_file.items() if get_value(cfg, k) == v}     # those that were not replaced
-    return cfg
+    return validate_config(cfg)
 
 
 def config_from_dict(d: dict) -> RunConfig:

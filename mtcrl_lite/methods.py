@@ -90,7 +90,7 @@ def check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
     for name, v in terms.items():
         if not torch.isfinite(v).all():
             raise NonFiniteLossError(
-                f"loss term {name!r} is {float(v)} at step {step}; lower train.lr, or the weight of that term, "
+                f"loss term {name!r} is {float(v.detach())} at step {step}; lower train.lr, or the weight of that term, "
                 f"and check the inputs of that step")
 
 

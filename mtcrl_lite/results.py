@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import pandas as pd
 
 
+class CorruptFileError(ValueError):
+    """A run's file cannot be parsed (truncated or damaged); the message names the file, the line and the fix."""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file and rename it to `path`; the file gets the usual umask mode (e.g. 0644),
+    so that a shared results directory can be read by collaborators (mkstemp would make it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -32,11 +39,33 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
+def _corrupt(path: Path, lineno: int, err: json.JSONDecodeError) -> CorruptFileError:
+    return CorruptFileError(f"{path} line {lineno} is not valid JSON ({err.msg}): the file is truncated or "
+                            f"damaged; rerun with --force to start the run over (or restore the file)")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file (config.json); a parse error names the file and the line."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise _corrupt(path, e.lineno, e) from None
+
+
 def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line ([] if the file does not exist); a parse error names the file and the line."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise _corrupt(path, i, e) from None
+    return rows
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -52,7 +81,7 @@ def tidy(run_dir: Path) -> pd.DataFrame:
     (the one model selection and the paper's Δ use).
     """
     run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg = read_json(run_dir / "config.json")
     ident = {"dataset": cfg["dataset"], "method": cfg["method"], "seed": cfg["seed"],
              "config_hash": cfg["digest"], "run_dir": str(run_dir)}
     lines = read_jsonl(run_dir / "results.jsonl")
@@ -91,5 +120,5 @@ def final_graphs(run_dirs) -> list[tuple[dict, list]]:
     for d in run_dirs:
         a = final_line(d).get("A")
         if a is not None:
-            out.append((json.loads((Path(d) / "config.json").read_text()), a))
+            out.append((read_json(Path(d) / "config.json"), a))
     return out

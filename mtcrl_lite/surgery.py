@@ -50,7 +50,8 @@ def gradvac(grads: torch.Tensor, target: torch.Tensor, beta: float = 0.01,
             ni = out[i].norm()
             if ni < eps or norms[j] < eps:
                 continue
-            phi = (out[i] @ grads[j]) / (ni * norms[j])
+            # rounding can put the cosine of (nearly) opposite gradients just outside [-1, 1]: sqrt(1 - phi^2) NaN
+            phi = ((out[i] @ grads[j]) / (ni * norms[j])).clamp(-1.0, 1.0)
             goal = new_target[i, j]
             if phi < goal:
                 coef = ni * (goal * torch.sqrt(1 - phi ** 2) - phi * torch.sqrt(1 - goal ** 2)) / (

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import discard_state, load_best, load_state, save_best, save_state
+from .checkpoint import CHECKPOINT, discard_state, load_best, load_state, save_best, save_state
 from .config import RunConfig, config_from_dict, make_config, parse_sets
 from .batching import epoch_plan, to_batch, to_device, train_steps  # noqa: F401  (epoch_plan, to_batch: API)
 from .batching import training_environments
 from .data import DATASETS, DataMissingError, MTLData, build_dataset
 from .evaluation import evaluate, finalize
+from .guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
 from .methods import NonFiniteLossError, get_method
 from .models import build_model, count_parameters
 from .paths import REPO_ROOT
-from .results import atomic_write_text, is_finished, read_jsonl, write_jsonl
+from .results import atomic_write_text, is_finished, read_json, read_jsonl, write_jsonl
 
 
 class RunDirConflict(RuntimeError):
@@ -43,7 +45,17 @@ class RunDirConflict(RuntimeError):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"train.device = {name!r} is not a torch device; use --set train.device=cpu, cuda, "
+                         f"cuda:N or auto") from e
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        seen = (f"{torch.cuda.device_count()} GPU(s) are visible" if torch.cuda.is_available() else
+                "no GPU is visible" + (" (this torch is a CPU-only build)" if torch.version.cuda is None else ""))
+        raise ValueError(f"train.device = {name!r} but {seen}; run on the CPU with --set train.device=cpu, or "
+                         f"--set train.device=auto to use a GPU when there is one")
+    return device
 
 
 @functools.lru_cache(maxsize=2)
@@ -85,7 +97,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     cfg_path, res_path = out / "config.json", out / "results.jsonl"
     digest = cfg.digest()
     if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        old = {} if force else read_json(cfg_path)       # --force clears even a config.json that cannot be parsed
         if force:
             shutil.rmtree(out)
         elif old.get("digest") != digest:
@@ -94,27 +106,37 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         elif is_finished(out):
             log(f"reusing finished run {out}")
             return out
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)               # an existing file or a read-only directory fails here, before any training
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(cfg.train.threads)     # fixed: a run's numbers do not depend on what shares the machine
     device = resolve_device(cfg.train.device)
     data = load_data(cfg)
     method = build_method(cfg, data, device)
+    tc = cfg.train
+    steps_per_epoch = len(epoch_plan({e: len(s) for e, s in data.train_envs.items()}, tc.batch_size, cfg.seed, 0))
+    inactive = inactive_penalties(cfg, data.train_envs)
+    for why in inactive.values():
+        warnings.warn(why, InactivePenaltyWarning, stacklevel=2)
     if not cfg_path.exists():
         atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "digest": digest, **provenance(),
                                                 "n_params": count_parameters(method.model),
-                                                "device": str(device)}, indent=1, sort_keys=True))
-    rows, start = [], load_state(out, method, device)
+                                                "device": str(device), "inactive_penalties": inactive},
+                                               indent=1, sort_keys=True))
+    rows, start = [], load_state(out, method, device, digest)
     if start is not None:
         rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
+        if [r["epoch"] for r in rows] != list(range(start)):
+            missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
+            raise RunDirConflict(f"{res_path} is behind {out / CHECKPOINT}: the checkpoint is after epoch {start - 1} "
+                                 f"but the results lack epochs {missing or 'in order'}; pass --force to start the run "
+                                 f"over, or delete {out / CHECKPOINT} to retrain it from epoch 0")
         log(f"resuming {out} at epoch {start}")
     start = start or 0
-    tc = cfg.train
-    steps_per_epoch = len(epoch_plan({e: len(s) for e, s in data.train_envs.items()}, tc.batch_size, cfg.seed, 0))
     train_eval = data.train_all()
     bar = tqdm(total=steps_per_epoch * tc.epochs, initial=steps_per_epoch * start, disable=not progress,
                desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
     ev = dict(chunk=tc.eval_batch_size, num_workers=tc.num_workers)
+    monitor = DivergenceMonitor(method, tc.lr)
     for epoch in range(start, tc.epochs):
         t0, sums = time.perf_counter(), {}
         steps = train_steps(data.train_envs, tc.batch_size, cfg.seed, epoch, tc.num_workers, device)
@@ -122,8 +144,9 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
             step = epoch * steps_per_epoch + i
             try:
                 logs = method.update(to_device(batch, device, non_blocking=True), step)
-            except NonFiniteLossError as err:
-                raise NonFiniteLossError(f"epoch {epoch}: {err}") from None
+                monitor.check(logs, step)
+            except NonFiniteLossError as err:       # or TrainingDiverged
+                raise type(err)(f"epoch {epoch}: {err}") from None
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)
@@ -137,7 +160,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
             save_best(out, method.model)
         write_jsonl(res_path, rows)
-        save_state(out, epoch, method)
+        save_state(out, epoch, method, digest)
     bar.close()
     write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
     discard_state(out)
@@ -149,7 +172,7 @@ def load_trained(run_dir, device="cpu"):
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
         raise FileNotFoundError(f"{run_dir} holds no finished run; train it with python -m mtcrl_lite.train")
-    cfg = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = config_from_dict(read_json(run_dir / "config.json"))
     data = load_data(cfg)
     method = build_method(cfg, data, torch.device(device))
     load_best(run_dir, method.model, device)

@@ -107,10 +107,10 @@ def test_select_uses_validation_and_oracle_uses_test():
 
 
 def test_diverged_draw_is_recorded_and_skipped(tmp_path):
-    base = {**TINY, "hp.lambda_dec": "nan"}
+    base = {**TINY, "hp.lambda_dec": "1e39"}
     dirs = S.run_search("debug", ["mtcrl"], 1, tmp_path, base_overrides=base, progress=False)
     table = S.search_table(dirs)
-    assert table.status.tolist() == ["diverged"] and "is nan" in table.error[0]
+    assert table.status.tolist() == ["diverged"] and "is inf" in table.error[0]
     assert S.select(table) == {} and not (dirs[0] / "checkpoint.pt").exists()
     assert S.run_search("debug", ["mtcrl"], 1, tmp_path, base_overrides=base, progress=False) == dirs   # reused
 
