@@ -54,8 +54,11 @@ SCHEMA: dict[str, tuple[str, tuple | None]] = {
 NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
     "01_theory_proposition1": {"EPOCHS": ("int_list", None)},
 }
+# Smallest valid value of numeric parameters (every entry of a list): EPOCHS 0 is an error, not "the preset".
+MINIMUM: dict[str, int] = {"EPOCHS": 1, "SEEDS": 0, "D_CAUSAL": 1, "D_NOISE": 0, "N_LARGE": 1, "N_FIT_REPEATS": 1,
+                           "NS": 1, "N_REPEATS": 1, "WIDTH": 1, "N_ANALYZE": 1, "WIDTHS": 1, "EPOCHS_GRID": 1}
 EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
-            "dict": "\"{'train.epochs': 5}\"", "int_list": '"[0, 1, 2]"', "float_list": '"[0.5, 2.0]"',
+            "dict": "\"{'train.epochs': 5}\"", "int_list": '"[1, 2, 3]"', "float_list": '"[0.5, 2.0]"',
             "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "int_or_none": "20",
             "str_list_or_none": '"[segment_semantic, normal]"', "float_list_or_empty": '"[10.0, 30.0]"',
             "str_list_or_empty": '"[mtl, mtcrl]"'}
@@ -186,5 +189,9 @@ def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None 
             if bad:
                 what = bad if isinstance(v, list) else repr(v)
                 raise _fail(name, value, kind, f"{what} not among the valid values {list(ok)}", tuple(ok))
+        low = [x for x in (v if isinstance(v, list) else [v]) if x is not None and name in MINIMUM
+               and x < MINIMUM[name]]
+        if low:
+            raise _fail(name, value, kind, f"{low} below the smallest valid value {MINIMUM[name]}", None)
         out[name] = v
     return SimpleNamespace(**out)

@@ -168,9 +168,9 @@ def test_str_strips_and_checks_allowed_values():
 
 def test_error_bad_int_in_list():
     assert error("SEEDS", "[a]") == \
-        "notebook parameter SEEDS = '[a]': item 'a': expected an integer; pass e.g. -p SEEDS \"[0, 1, 2]\""
+        "notebook parameter SEEDS = '[a]': item 'a': expected an integer; pass e.g. -p SEEDS \"[1, 2, 3]\""
     assert error("SEEDS", "[0, 1.5]") == \
-        "notebook parameter SEEDS = '[0, 1.5]': item 1.5: expected an integer; pass e.g. -p SEEDS \"[0, 1, 2]\""
+        "notebook parameter SEEDS = '[0, 1.5]': item 1.5: expected an integer; pass e.g. -p SEEDS \"[1, 2, 3]\""
 
 
 def test_error_value_not_allowed():
@@ -310,3 +310,9 @@ def test_literal_defaults_validate(nb):
     p = parameters(choices, notebook=nb.stem, **literal)
     for name, value in literal.items():   # the defaults already have their types: validation changes nothing
         assert getattr(p, name) == value and type(getattr(p, name)) is type(value), name
+
+
+def test_counts_below_their_minimum_are_errors():
+    assert error("EPOCHS", "0") == ("notebook parameter EPOCHS = '0': [0] below the smallest valid value 1; "
+                                    "pass e.g. -p EPOCHS 20")
+    assert "[-1] below the smallest valid value 0" in error("SEEDS", "[0, -1]")
