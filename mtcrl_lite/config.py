@@ -29,6 +29,7 @@ from .hparams import hp
 from .methods import default_hparams, get_method
 from .models import ModelConfig
 from .paths import REPO_ROOT
+from .results import read_json
 
 TUNED_PATH = REPO_ROOT / "tuning" / "tuned.json"     # {dataset: {method: {"values": {key: value}, provenance...}}}
 ENVS = ("dataset", "random")
@@ -242,7 +243,7 @@ def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
     """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent)."""
     path = TUNED_PATH if path is None else path
     try:
-        table = json.loads(Path(path).read_text())
+        table = read_json(path)
     except FileNotFoundError:
         return {}
     return dict(((table.get(dataset) or {}).get(method) or {}).get("values") or {})

@@ -39,7 +39,7 @@ from .config import SECTIONS, TUNED_PATH, _fields, _locate, get_value, make_conf
 from .hparams import Range, ranges
 from .methods import METHODS, get_method
 from .models import n_modules
-from .results import atomic_write_text, final_line, is_finished
+from .results import atomic_write_text, final_line, is_finished, read_json
 from .sweep import failure, run_configs
 from .tasks import HIGHER_IS_BETTER
 
@@ -191,8 +191,8 @@ def search_table(run_dirs) -> pd.DataFrame:
     rows = []
     for d in run_dirs:
         d = Path(d)
-        cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else None
-        info = json.loads((d / DRAW_FILE).read_text())
+        cfg = read_json(d / "config.json") if (d / "config.json").exists() else None
+        info = read_json(d / DRAW_FILE)
         row = {"dataset": info["dataset"], "method": info["method"], "draw": info["draw"], "seed": info["seed"],
                "scale": info["scale"], "base_overrides": json.dumps(info["base_overrides"], sort_keys=True),
                "digest": cfg["digest"] if cfg else None, "git_revision": cfg.get("git_revision") if cfg else None,
@@ -296,7 +296,7 @@ def write_tuning(table: pd.DataFrame, tuning_dir, command: str) -> tuple[Path, P
                                   kind="stable")
     atomic_write_text(csv, table.to_csv(index=False, float_format="%.6g"))
     path = tuning_dir / "tuned.json"
-    tuned = json.loads(path.read_text()) if path.exists() else {}
+    tuned = read_json(path) if path.exists() else {}
     entry = tuned.setdefault(dataset, {})
     best = _best(table[table.method.isin(searched)], "val_score")
     for method, row in best.items():

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .checkpoint import discard_state
 from .config import make_config, parse_sets
 from .methods import NonFiniteLossError
-from .results import atomic_write_text, collect
+from .results import atomic_write_text, collect, read_json
 from .train import run
 
 FAILED = "failed.json"
@@ -38,7 +38,7 @@ def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrid
 def failure(out) -> dict | None:
     """The recorded failure of run directory `out` (see run_configs), or None."""
     path = Path(out) / FAILED
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_failures: bool = False,
@@ -87,7 +87,7 @@ def param_counts(run_dirs) -> dict[str, int]:
     """method -> number of parameters, read from the runs' config.json."""
     out = {}
     for d in run_dirs:
-        cfg = json.loads((Path(d) / "config.json").read_text())
+        cfg = read_json(Path(d) / "config.json")
         out[cfg["method"]] = cfg["n_params"]
     return out
 

@@ -209,7 +209,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     final = read_jsonl(out / "results.jsonl")[-1]
-    n_params = json.loads((out / "config.json").read_text())["n_params"]
+    n_params = read_json(out / "config.json")["n_params"]
     print(json.dumps({"run": str(out), "n_params": n_params, "selected_epoch": final["selected_epoch"],
                       "test": {t: m[final["primary"][t]] for t, m in final["metrics"]["test"].items()}}))
     return 0
