@@ -143,6 +143,9 @@ class MTCRLMethod(Method):
             raise ValueError(f"hp.girm must be 'var', 'norm' or 'none', got {h.girm!r}")
         if h.girm_grad not in ("exact", "first_order"):
             raise ValueError(f"hp.girm_grad must be 'exact' or 'first_order', got {h.girm_grad!r}")
+        if h.girm_grad == "first_order" and getattr(self.model, "head_read", "concat") != "concat":
+            raise ValueError("hp.girm_grad = 'first_order' reads dR/dA off concatenated head inputs; with "
+                             "model.head_read = 'sum' pass --set hp.girm_grad=exact")
         x, y = concat(batches)
         env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long, device=x.device)
                          for i, b in enumerate(batches.values())])

@@ -24,6 +24,9 @@ from .tasks import Task
 
 
 MODULE_NORMS = ("none", "batch")
+MODULE_FORMS = ("slices", "experts")
+HEAD_READS = ("concat", "sum")
+GATES = ("sigmoid", "hard")
 
 
 @dataclass
@@ -40,6 +43,14 @@ class ModelConfig:
                           doc="'batch' standardises the shared representation per unit / channel (BatchNorm, no "
                           "affine), for every model (matched baselines); searched for every method")
     decoder_channels: tuple[int, ...] = ()  # dense decoders: channels per upsampling stage; () = reversed channels
+    # The MT-CRL design space (issue #11; compared in notebook 08, not searched; docs/DECISIONS.md):
+    module_form: str = "slices"  # "slices": the K modules are K slices of one projection (Linear / 1x1 conv + ReLU)
+                                 # of the trunk; "experts": K separate two-layer branches (trunk -> 2d -> d, ReLU
+                                 # each; a block-diagonal second layer), so no unit is shared between modules
+    head_read: str = "concat"    # MT-CRL: task t's head reads concat_k(A_tk Z_k) ("concat", width W) or
+                                 # sum_k A_tk Z_k ("sum", width d: the modules compete for one head input)
+    gate: str = "sigmoid"        # MT-CRL: A = sigmoid(Θ) ("sigmoid"), or a straight-through hard gate ("hard":
+                                 # A = 1[sigmoid(Θ) > 0.5] forward, the sigmoid's gradient backward; exact zeros)
 
 
 
@@ -130,22 +141,32 @@ class Encoder(nn.Module):
     """Shared encoder Φ: trunk, then Linear + ReLU to a vector of width W, or, for dense tasks, conv stages then
     1x1 conv + ReLU to a (W, h, w) feature map; then the optional standardisation (model.module_norm)."""
 
-    def __init__(self, input_shape, cfg: ModelConfig, dense: bool = False):
+    def __init__(self, input_shape, cfg: ModelConfig, dense: bool = False, k: int = 1):
         super().__init__()
-        if cfg.module_norm not in MODULE_NORMS:
-            raise ValueError(f"model.module_norm must be one of {MODULE_NORMS}, got {cfg.module_norm!r}")
+        for key, value, valid in (("module_norm", cfg.module_norm, MODULE_NORMS),
+                                  ("module_form", cfg.module_form, MODULE_FORMS)):
+            if value not in valid:
+                raise ValueError(f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}")
+        experts = cfg.module_form == "experts"
+        hidden = 2 * cfg.width if experts else cfg.width           # experts: K branches of 2d hidden units
         if dense:
             self.trunk, (c, *self.map_size) = conv_stages(tuple(input_shape), tuple(cfg.channels))
-            self.proj = nn.Conv2d(c, cfg.width, 1)
+            self.proj = nn.Conv2d(c, hidden, 1)
             norm = nn.BatchNorm2d
         else:
-            self.trunk, dim = trunk_for(input_shape, tuple(cfg.channels))
-            self.proj = nn.Linear(dim, cfg.width)
+            self.trunk, c = trunk_for(input_shape, tuple(cfg.channels))
+            self.proj = nn.Linear(c, hidden)
             norm = nn.BatchNorm1d
+        # the experts' second layer: branch k maps its own 2d hidden units to its d outputs (grouped 1x1 conv)
+        self.expert_out = nn.Conv1d(hidden, cfg.width, 1, groups=k) if experts else None
         self.norm = norm(cfg.width, affine=False) if cfg.module_norm == "batch" else nn.Identity()
 
     def forward(self, x):
-        return self.norm(torch.relu(self.proj(self.trunk(x))))
+        h = torch.relu(self.proj(self.trunk(x)))
+        if self.expert_out is not None:
+            shape = h.shape
+            h = torch.relu(self.expert_out(h.reshape(shape[0], shape[1], -1))).reshape(shape[0], -1, *shape[2:])
+        return self.norm(h)
 
 
 class Decoder(nn.Module):
@@ -170,15 +191,17 @@ class Decoder(nn.Module):
         return out
 
 
-def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig) -> nn.ModuleDict:
-    """A Linear head per task on a (B, W) representation, or a Decoder per task on a (B, W, h, w) map."""
+def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig, in_width: int | None = None) -> nn.ModuleDict:
+    """A Linear head per task on a (B, W) representation, or a Decoder per task on a (B, W, h, w) map
+    (in_width: the heads' input width when it is not W)."""
+    in_width = in_width or cfg.width
     if not is_dense(tasks):
-        return nn.ModuleDict({t.name: nn.Linear(cfg.width, t.n_out) for t in tasks})
+        return nn.ModuleDict({t.name: nn.Linear(in_width, t.n_out) for t in tasks})
     channels = tuple(cfg.decoder_channels) or tuple(reversed(tuple(cfg.channels)))
     if len(channels) != len(tuple(cfg.channels)):
         raise ValueError(f"model.decoder_channels {channels} needs one entry per encoder stage "
                          f"({len(tuple(cfg.channels))}, model.channels = {tuple(cfg.channels)})")
-    return nn.ModuleDict({t.name: Decoder(cfg.width, channels, t.n_out, tuple(input_shape)[1:]) for t in tasks})
+    return nn.ModuleDict({t.name: Decoder(in_width, channels, t.n_out, tuple(input_shape)[1:]) for t in tasks})
 
 
 class SharedMTL(nn.Module):
@@ -187,7 +210,8 @@ class SharedMTL(nn.Module):
     def __init__(self, input_shape, tasks: list[Task], cfg: ModelConfig):
         super().__init__()
         self.width = cfg.width
-        self.encoder = Encoder(input_shape, cfg, is_dense(tasks))
+        self.encoder = Encoder(input_shape, cfg, is_dense(tasks), k=n_modules(cfg, len(tasks))
+                               if cfg.module_form == "experts" else 1)
         self.heads = make_heads(input_shape, tasks, cfg)
 
     def representation(self, x):
@@ -215,6 +239,18 @@ class SingleTask(nn.Module):
         return []
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward 1[s > 0.5] (exact zeros and ones), backward the identity (the straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, s):
+        return (s > 0.5).to(s.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
 class MTCRL(nn.Module):
     """Encoder -> K modules Z_k, channel groups of the representation: (B, K, d) for vectors, (B, K, d, h, w) for
     feature maps -> routing graph A = sigmoid(Θ) (T, K) -> heads.
@@ -229,27 +265,32 @@ class MTCRL(nn.Module):
         self.task_names = [t.name for t in tasks]
         self.k = n_modules(cfg, len(tasks))
         self.d, self.width = cfg.width // self.k, cfg.width
-        self.encoder = Encoder(input_shape, cfg, is_dense(tasks))
+        for key, value, valid in (("head_read", cfg.head_read, HEAD_READS), ("gate", cfg.gate, GATES)):
+            if value not in valid:
+                raise ValueError(f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}")
+        self.head_read, self.gate = cfg.head_read, cfg.gate
+        self.encoder = Encoder(input_shape, cfg, is_dense(tasks), k=self.k)
         self.theta = nn.Parameter(torch.full((len(tasks), self.k), float(cfg.theta_init)))
-        self.heads = make_heads(input_shape, tasks, cfg)
+        self.heads = make_heads(input_shape, tasks, cfg, self.d if cfg.head_read == "sum" else cfg.width)
 
     @property
     def graph(self) -> torch.Tensor:
-        return torch.sigmoid(self.theta)
+        soft = torch.sigmoid(self.theta)
+        return _StraightThrough.apply(soft) if self.gate == "hard" else soft
 
     def modules_of(self, x) -> torch.Tensor:
         h = self.encoder(x)
         return h.view(h.shape[0], self.k, self.d, *h.shape[2:])
 
     def route(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each task's head input u_t = concat_k(A_tk * Z_k), shaped like the representation (B, W[, h, w]).
-        a: (T, K), or (B, T, K) for a per-sample graph."""
+        """Each task's head input u_t = concat_k(A_tk * Z_k), shaped like the representation (B, W[, h, w]), or
+        with model.head_read = "sum" u_t = sum_k A_tk * Z_k, (B, d[, h, w]). a: (T, K), or (B, T, K) per sample."""
         b, spatial = z.shape[0], z.shape[3:]
         out = {}
         for i, name in enumerate(self.task_names):
             w = a[i] if a.dim() == 2 else a[:, i]          # (K,) or (B, K)
             w = w.reshape(*w.shape, *([1] * (1 + len(spatial))))
-            out[name] = (w * z).reshape(b, self.width, *spatial)
+            out[name] = (w * z).sum(1) if self.head_read == "sum" else (w * z).reshape(b, self.width, *spatial)
         return out
 
     def routed_logits(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:

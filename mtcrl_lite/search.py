@@ -138,7 +138,7 @@ def run_dir(root, cfg, draw: int) -> Path:
 
 
 def run_search(dataset: str, methods, n_draws: int, root, scale: str = "default", base_overrides=None,
-               seed: int = 0, force: bool = False, progress: bool = True) -> list[Path]:
+               seed: int = 0, force: bool = False, progress: bool = True, jobs: int = 1) -> list[Path]:
     """Run draws 0 .. n_draws-1 of every method (the same number for each), one seed; returns the run directories
     (each holds draw.json: the draw and its searched values). Tuned defaults are never read here."""
     if n_draws < 1:
@@ -162,7 +162,7 @@ def run_search(dataset: str, methods, n_draws: int, root, scale: str = "default"
     for _, d, info in plans:
         write_info(d, info)
     dirs = run_configs([p[0] for p in plans], [p[1] for p in plans], force=force, progress=progress,
-                       record_failures=True, desc=f"{dataset} search")
+                       record_failures=True, desc=f"{dataset} search", jobs=jobs)
     for _, d, info in plans:                  # --force removed the directories: write the draw again
         write_info(d, info)
     return dirs
@@ -327,6 +327,7 @@ def main(argv=None) -> int:
                    help="write tuning/<dataset>.csv and the selected values into tuning/tuned.json")
     p.add_argument("--tuning-dir", default=str(TUNED_PATH.parent))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     args = p.parse_args(argv)
     if args.write_tuning and args.scale != "default":
         print("error: --write-tuning needs --scale default (tuned values are the defaults of the default scale)",
@@ -334,7 +335,7 @@ def main(argv=None) -> int:
         return 2
     try:
         dirs = run_search(args.dataset, args.methods, args.draws, args.out, args.scale, parse_sets(args.sets),
-                          args.seed, args.force, progress=not args.quiet)
+                          args.seed, args.force, progress=not args.quiet, jobs=args.jobs)
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -30,9 +32,9 @@ def run_dir(root, cfg) -> Path:
 
 
 def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrides=None,
-             force: bool = False, progress: bool = True, tuned: bool = True) -> list[Path]:
+             force: bool = False, progress: bool = True, tuned: bool = True, jobs: int = 1) -> list[Path]:
     cfgs = [make_config(dataset, m, s, scale, overrides, tuned) for m in methods for s in seeds]  # validate all first
-    return run_configs(cfgs, [run_dir(root, c) for c in cfgs], force, progress)
+    return run_configs(cfgs, [run_dir(root, c) for c in cfgs], force, progress, jobs=jobs)
 
 
 def failure(out) -> dict | None:
@@ -42,27 +44,36 @@ def failure(out) -> dict | None:
 
 
 def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_failures: bool = False,
-                desc: str = "runs") -> list[Path]:
+                desc: str = "runs", jobs: int = 1) -> list[Path]:
     """Run (or reuse, or resume) every config in its directory. record_failures: a run whose loss becomes
     non-finite writes DIR/failed.json (error, digest) and the next config runs; a recorded failure with the same
-    digest is reused like a finished run (force retries it)."""
-    out = []
-    for cfg, d in tqdm(list(zip(cfgs, dirs)), desc=desc, disable=not progress):
-        d = Path(d)
-        old = failure(d)
-        if old is not None and old.get("digest") == cfg.digest() and not force:
-            out.append(d)
-            continue
-        (d / FAILED).unlink(missing_ok=True)
-        try:
-            out.append(run(cfg, d, force=force, progress=False, log=lambda *_: None))
-        except NonFiniteLossError as e:
-            if not record_failures:
-                raise
-            discard_state(d)
-            atomic_write_text(d / FAILED, json.dumps({"digest": cfg.digest(), "error": str(e)}, indent=1))
-            out.append(d)
-    return out
+    digest is reused like a finished run (force retries it). jobs > 1 runs that many configs at a time in
+    separate processes; each run fixes its own thread count (train.threads), so the numbers do not depend on jobs."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    work = [(cfg, Path(d), force, record_failures) for cfg, d in zip(cfgs, dirs)]
+    if jobs == 1 or len(work) < 2:
+        return [_run_one(*w) for w in tqdm(work, desc=desc, disable=not progress)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_one, *w) for w in work]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
+            pass
+        return [f.result() for f in futures]
+
+
+def _run_one(cfg, d: Path, force: bool, record_failures: bool) -> Path:
+    old = failure(d)
+    if old is not None and old.get("digest") == cfg.digest() and not force:
+        return d
+    (d / FAILED).unlink(missing_ok=True)
+    try:
+        return run(cfg, d, force=force, progress=False, log=lambda *_: None)
+    except NonFiniteLossError as e:
+        if not record_failures:
+            raise
+        discard_state(d)
+        atomic_write_text(d / FAILED, json.dumps({"digest": cfg.digest(), "error": str(e)}, indent=1))
+        return d
 
 
 def summary(df: pd.DataFrame, selection: str = "best_val", metric: str = "acc") -> pd.DataFrame:
@@ -102,10 +113,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true")
     p.add_argument("--untuned", action="store_true", help="ignore tuning/tuned.json (the registry defaults)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     args = p.parse_args(argv)
     try:
         dirs = run_grid(args.dataset, args.methods, args.seeds, args.out, args.scale, parse_sets(args.sets), args.force,
-                        tuned=not args.untuned)
+                        tuned=not args.untuned, jobs=args.jobs)
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

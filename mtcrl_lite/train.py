@@ -35,6 +35,7 @@ from .guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penaltie
 from .methods import NonFiniteLossError, get_method
 from .models import build_model, count_parameters
 from .paths import REPO_ROOT
+from .schedule import lr_factor, set_lr
 from .results import atomic_write_text, is_finished, read_json, read_jsonl, write_jsonl
 
 
@@ -142,6 +143,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         steps = train_steps(data.train_envs, tc.batch_size, cfg.seed, epoch, tc.num_workers, device)
         for i, batch in enumerate(steps):
             step = epoch * steps_per_epoch + i
+            set_lr(method.optimizer, lr_factor(tc.schedule, step, steps_per_epoch * tc.epochs))
             try:
                 logs = method.update(to_device(batch, device, non_blocking=True), step)
                 monitor.check(logs, step)

@@ -86,3 +86,56 @@ def test_vector_inputs_get_an_mlp_trunk():
     assert out["left"].shape == (3, 10) and isinstance(m.encoder.trunk[0], torch.nn.Linear)
     with pytest.raises(ValueError, match="no backbone"):
         build_model("mtl", (2, 3), TASKS, ModelConfig())
+
+
+def test_sum_reading_adds_the_graph_weighted_modules():
+    m = MTCRL((6,), TASKS, ModelConfig(channels=(5,), width=8, n_modules=4, head_read="sum"))
+    assert m.heads["left"].in_features == 2                     # d, not W
+    z = torch.arange(8.0).reshape(1, 4, 2)                      # modules [0,1], [2,3], [4,5], [6,7]
+    a = torch.tensor([[1.0, 0.0, 0.5, 0.0], [0.0, 2.0, 0.0, 1.0]])
+    u = m.route(z, a)
+    assert u["left"].tolist() == [[2.0, 3.5]] and u["right"].tolist() == [[10.0, 13.0]]
+    assert torch.equal(m.route(z, a.expand(1, 2, 4))["right"], u["right"])     # per-sample graph
+    assert m(torch.randn(3, 6))["right"].shape == (3, 10)
+
+
+def test_hard_gate_is_zero_one_forward_and_sigmoid_backward():
+    m = MTCRL((6,), TASKS, ModelConfig(channels=(5,), width=8, n_modules=4, gate="hard"))
+    with torch.no_grad():
+        m.theta.copy_(torch.tensor([[2.0, -1.0, 0.5, -3.0], [0.0, 1.0, -0.5, 4.0]]))
+    a = m.graph
+    assert a.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]         # sigmoid(0) = 0.5 is not > 0.5
+    a.sum().backward()
+    s = torch.sigmoid(m.theta.detach())
+    assert torch.allclose(m.theta.grad, s * (1 - s))
+
+
+def test_experts_share_no_unit_between_modules():
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=(5,), width=8, n_modules=4, module_form="experts")
+    m = MTCRL((6,), TASKS, cfg)
+    enc = m.encoder
+    assert enc.proj.out_features == 16 and enc.expert_out.groups == 4
+    # trunk (6*5+5) + first layers (5*16+16) + block-diagonal second layers (4 branches of 4x2 + 2) + graph 2x4
+    assert count_parameters(m) - count_parameters(m.heads) == 35 + 96 + 4 * (4 * 2 + 2) + 8
+    x = torch.randn(3, 6)
+    before = m.modules_of(x).detach()
+    with torch.no_grad():
+        enc.proj.weight[4:8] += 1.0                             # hidden units of branch 1 only
+    after = m.modules_of(x).detach()
+    changed = (after - before).abs().amax(dim=(0, 2)) > 0
+    assert changed.tolist() == [False, True, False, False]
+    dense = MTCRL((1, 8, 8), [TASKS[0]], ModelConfig(channels=(4,), width=4, n_modules=2, module_form="experts"))
+    assert dense.encoder.expert_out.groups == 2
+
+
+@pytest.mark.parametrize("key,bad", [("module_form", "trees"), ("head_read", "max"), ("gate", "softmax")])
+def test_design_fields_reject_unknown_values(key, bad):
+    with pytest.raises(ValueError, match=f"model.{key} must be one of"):
+        MTCRL((6,), TASKS, ModelConfig(channels=(5,), width=8, **{key: bad}))
+
+
+def test_design_fields_at_their_defaults_keep_old_digests():
+    cfg = make_config("multimnist", "mtcrl")
+    assert cfg.digest() == make_config("multimnist", "mtcrl", overrides={"model.gate": "sigmoid"}).digest()
+    assert cfg.digest() != make_config("multimnist", "mtcrl", overrides={"model.gate": "hard"}).digest()

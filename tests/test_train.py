@@ -208,3 +208,70 @@ def test_load_trained_returns_the_validation_selected_weights(tmp_path):
     assert torch.allclose(method.model.graph, torch.tensor(final["A"]))
     with pytest.raises(FileNotFoundError, match="no finished run"):
         T.load_trained(tmp_path / "nothing")
+
+
+def test_cosine_schedule_factors_and_optimizer_rates():
+    from mtcrl_lite.schedule import lr_factor, set_lr
+    assert [lr_factor("cosine", s, 4) for s in range(4)] == pytest.approx([1.0, 0.5 + 0.5 ** 1.5, 0.5, 0.5 - 0.5 ** 1.5])
+    assert lr_factor("constant", 7, 4) == 1.0
+    with pytest.raises(ValueError, match="train.schedule"):
+        lr_factor("linear", 0, 4)
+    with pytest.raises(ValueError, match="outside"):
+        lr_factor("cosine", 4, 4)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([{"params": [p]}, {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.02}], lr=0.01)
+    set_lr(opt, 0.5)
+    set_lr(opt, 0.25)                      # from the base rates, not compounded
+    assert [g["lr"] for g in opt.param_groups] == [0.0025, 0.005]
+
+
+def test_cosine_run_resumes_identically_and_changes_the_numbers(tmp_path, monkeypatch):
+    cos = {"train.schedule": "cosine"}
+    full = T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "full", progress=False)
+    const = T.run(cfg_for("mtcrl-norm"), tmp_path / "const", progress=False)
+    assert strip_times(read_jsonl(full / "results.jsonl")) != strip_times(read_jsonl(const / "results.jsonl"))
+    real_build = T.build_method
+
+    def build_then_die(*args):
+        m = real_build(*args)
+        update = m.update
+
+        def update_or_die(batches, step):
+            if step == 6:
+                raise KeyboardInterrupt
+            return update(batches, step)
+        m.update = update_or_die
+        return m
+    monkeypatch.setattr(T, "build_method", build_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "killed", progress=False)
+    monkeypatch.setattr(T, "build_method", real_build)
+    T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "killed", progress=False)
+    assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
+    with pytest.raises(ValueError, match="train.schedule"):
+        cfg_for("mtl", **{"train.schedule": "linear"})
+
+
+def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
+    from mtcrl_lite.sweep import run_configs
+    cfgs = [cfg_for(m, **{"train.threads": 1}) for m in ("mtl", "mtcrl")]
+    serial = run_configs(cfgs, [tmp_path / "s" / c.method for c in cfgs], progress=False)
+    parallel = run_configs(cfgs, [tmp_path / "p" / c.method for c in cfgs], progress=False, jobs=2)
+    assert [p.name for p in parallel] == ["mtl", "mtcrl"]          # in the order of the configs
+    for a, b in zip(serial, parallel):
+        assert strip_times(read_jsonl(a / "results.jsonl")) == strip_times(read_jsonl(b / "results.jsonl"))
+    with pytest.raises(ValueError, match="jobs"):
+        run_configs(cfgs, [tmp_path / "x"] * 2, jobs=0)
+
+
+@pytest.mark.parametrize("variant", [{"model.head_read": "sum"}, {"model.gate": "hard"},
+                                     {"model.module_form": "experts"}, {"model.module_form": "experts",
+                                                                        "model.module_norm": "batch"}])
+@pytest.mark.parametrize("method", ["mtcrl", "mtcrl-norm"])
+def test_design_variants_train_with_girm_active(tmp_path, method, variant):
+    cfg = cfg_for(method, **{"hp.anneal_steps": 0, "train.epochs": 1, **variant})
+    out = T.run(cfg, tmp_path / "r", progress=False)
+    rows = read_jsonl(out / "results.jsonl")
+    assert rows[0]["loss"]["girm"] > 0 and all(math.isfinite(v) for v in rows[0]["loss"].values())
+    if variant.get("model.gate") == "hard":
+        assert {v for row in rows[-1]["A"] for v in row} <= {0.0, 1.0}
