@@ -28,7 +28,8 @@ def test_dockerfile_installs_requirements_and_the_same_python():
 
 def test_no_deps_pins_are_installed_without_their_dependencies():
     nodeps = pins((ROOT / "requirements-nodeps.txt").read_text())
-    assert nodeps == {"cityscapesscripts": "2.3.0"} and not set(nodeps) & set(pins((ROOT / "requirements.txt").read_text()))
+    assert nodeps == {"cityscapesscripts": "2.3.0"}
+    assert not set(nodeps) & set(pins((ROOT / "requirements.txt").read_text()))
     assert "--no-deps -r requirements-nodeps.txt" in (ROOT / "Makefile").read_text()
     assert "requirements-nodeps.txt" in (ROOT / "environment.yml").read_text()
     assert "requirements-nodeps.txt" in (ROOT / "Dockerfile").read_text()

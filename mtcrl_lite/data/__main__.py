@@ -3,7 +3,8 @@ import sys
 
 from .sources import FETCHERS, fetch
 
-FIXTURES = ("taskonomy", "nyuv2", "cityscapes")    # datasets that cannot be fetched here, whose layout `fixture` writes in miniature
+# datasets that cannot be fetched here, whose layout `fixture` writes in miniature
+FIXTURES = ("taskonomy", "nyuv2", "cityscapes")
 
 
 def write_fixture(name: str, folder: str, views: int, size: int, seed: int, layout: str = "mtan") -> str:

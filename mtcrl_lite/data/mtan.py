@@ -181,7 +181,8 @@ def load_npy(path: Path, shape_tail: tuple, name: str) -> np.ndarray:
     a = np.load(path, allow_pickle=False)
     want = len(shape_tail)
     if a.ndim != want or any(s is not None and a.shape[k] != s for k, s in enumerate(shape_tail)):
-        raise ValueError(f"{name}: {path} has shape {a.shape}; expected {tuple('*' if s is None else s for s in shape_tail)}")
+        want_text = tuple("*" if s is None else s for s in shape_tail)
+        raise ValueError(f"{name}: {path} has shape {a.shape}; expected {want_text}")
     return a
 
 

@@ -82,6 +82,10 @@ all 1536 takes about 0.8 s on one CPU core; render_scenes makes about 1800 image
 64 x 64 (benchmarks/scenes.py). Building ids are 0.. in the order env0, env1, ..., val, test; building b draws its
 style from default_rng([seed, 0, b]) and its images from default_rng([seed, 1, b]), so changing n_val or n_test
 does not change the training images.
+Styles (ScenesConfig.style, `STYLES`): "taskonomy" is everything above. "nyuv2" relabels the same rooms with
+NYUv2's 13 classes (window and picture regions on the walls) and tasks segmentation / depth / normal;
+"cityscapes" draws streets (wide, deep "rooms" whose walls are facades, sky above a per-building facade height
+with no depth, grass verges) with CityScapes' 7 categories and tasks segmentation / depth = 1 / z; see SceneStyle.
 """
 from __future__ import annotations
 
@@ -656,7 +660,8 @@ def confound_stats(obj_class: np.ndarray, obj_z: np.ndarray, spec: SceneStyle | 
     bins = np.clip(np.searchsorted(spec.bin_edges, z, side="right") - 1, 0, N_BINS - 1)
     corr = float(np.corrcoef(pref, z)[0, 1]) if len(c) > 2 and pref.std() > 0 and z.std() > 0 else float("nan")
     return {"corr": round(corr, 4), "agree": round(float(np.mean(bins == pref)), 4) if len(c) else float("nan"),
-            "mean_z": {spec.class_names[spec.object_label(k)]: round(float(z[c == k].mean()), 3) if (c == k).any() else float("nan")
+            "mean_z": {spec.class_names[spec.object_label(k)]:
+                       round(float(z[c == k].mean()), 3) if (c == k).any() else float("nan")
                        for k in OBJECT_CLASSES},
             "n_objects": int(len(c))}
 
@@ -784,9 +789,9 @@ def scene_panels(data: MTLData, split: str = "env0", i: int = 0) -> dict[str, np
     return out
 
 
-__all__ = ["BuildingStyle", "CLASS_NAMES", "STYLES", "SceneStyle", "Layout", "N_CLASSES", "ScenesConfig", "TASKS", "build_scenes",
-           "camera_rays", "camera_rotation", "confound_stats", "raycast", "render_layouts", "render_scenes",
-           "sample_layouts", "sample_style", "scene_panels"]
+__all__ = ["BuildingStyle", "CLASS_NAMES", "STYLES", "SceneStyle", "get_style", "labels_of", "Layout", "N_CLASSES",
+           "ScenesConfig", "TASKS", "build_scenes", "camera_rays", "camera_rotation", "confound_stats", "raycast",
+           "render_layouts", "render_scenes", "sample_layouts", "sample_style", "scene_panels"]
 
 
 def depth_agreement(seg: np.ndarray, depth: np.ndarray, style: str = "taskonomy") -> np.ndarray:
