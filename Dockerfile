@@ -6,7 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends make git npm \
 # the CPU build of torch==2.13.0 (PyPI's default wheel is the multi-GB CUDA one)
 ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /repo
-COPY Makefile requirements.txt pyproject.toml README.md ./
+COPY Makefile requirements.txt requirements-nodeps.txt pyproject.toml README.md ./
 COPY mtcrl_lite ./mtcrl_lite
 RUN make venv
 COPY . .

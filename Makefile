@@ -12,9 +12,10 @@ ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm
 
 .PHONY: venv data reproduce test tune bench clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 

@@ -129,6 +129,36 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
                  "train.epochs": 30, "train.device": "auto", "train.num_workers": 8, "train.eval_train_max": 2048,
                  "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 1000},
     },
+    # NYUv2 (MTAN layout, data.root): 72x96 on a CPU, 288x384 (as stored) on a GPU; 13 classes, depth, normal.
+    "nyuv2": {
+        "default": {"data.size": 72, "model.channels": (16, 32, 64), "model.width": 48,
+                    "model.decoder_channels": (32, 16, 8), "model.module_norm": "batch", "train.batch_size": 24,
+                    "train.epochs": 12, "train.eval_train_max": 512, "hp.girm_grad": "first_order",
+                    "hp.lr_graph": 20.0, "hp.anneal_steps": 200},
+        "smoke": {"data.size": 8, "data.max_items": 8, "model.channels": (4, 8), "model.width": 12,
+                  "model.decoder_channels": (4, 4), "model.module_norm": "batch", "train.batch_size": 6,
+                  "train.epochs": 1, "train.eval_train_max": 8, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
+                  "hp.anneal_steps": 1},
+        "full": {"data.size": 0, "model.channels": (32, 64, 128, 256), "model.width": 192,
+                 "model.decoder_channels": (128, 64, 32, 16), "model.module_norm": "batch", "train.batch_size": 8,
+                 "train.epochs": 200, "train.device": "auto", "train.num_workers": 8, "train.eval_train_max": 1024,
+                 "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 2000},
+    },
+    # CityScapes (data.root, data.layout = mtan | official): 32x64 on a CPU, 128x256 (MTAN's size) on a GPU.
+    "cityscapes": {
+        "default": {"data.size": 32, "model.channels": (16, 32, 64), "model.width": 32,
+                    "model.decoder_channels": (32, 16, 8), "model.module_norm": "batch", "train.batch_size": 48,
+                    "train.epochs": 12, "train.eval_train_max": 512, "hp.girm_grad": "first_order",
+                    "hp.lr_graph": 20.0, "hp.anneal_steps": 200},
+        "smoke": {"data.size": 8, "data.max_items": 8, "model.channels": (4, 8), "model.width": 8,
+                  "model.decoder_channels": (4, 4), "model.module_norm": "batch", "train.batch_size": 6,
+                  "train.epochs": 1, "train.eval_train_max": 8, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
+                  "hp.anneal_steps": 1},
+        "full": {"data.size": 128, "model.channels": (32, 64, 128, 256), "model.width": 128,
+                 "model.decoder_channels": (128, 64, 32, 16), "model.module_norm": "batch", "train.batch_size": 8,
+                 "train.epochs": 200, "train.device": "auto", "train.num_workers": 8, "train.eval_train_max": 1024,
+                 "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 2000},
+    },
 }
 SCALES = ("smoke", "default", "full")
 
@@ -161,7 +191,8 @@ class RunConfig:
 
 
 LATER_FIELDS = {"hp.graph_trainable": True, "train.envs": "dataset", "train.schedule": "constant",
-                "model.module_form": "slices", "model.head_read": "concat", "model.gate": "sigmoid"}
+                "model.module_form": "slices", "model.head_read": "concat", "model.gate": "sigmoid",
+                "data.style": "taskonomy"}
 
 
 SECTIONS = ("data", "model", "train", "hp")
@@ -287,7 +318,7 @@ RANGES: dict[str, str] = {
     "data.train_corrs": FRACTION, "data.val_corr": FRACTION, "data.test_corr": FRACTION,
     "data.train_mc": FRACTION, "data.val_mc": FRACTION, "data.test_mc": FRACTION,
     "data.env_strengths": FRACTION, "data.val_strength": FRACTION, "data.test_strength": FRACTION,
-    "data.missing_depth": FRACTION,
+    "data.missing_depth": FRACTION, "data.max_items": NONNEG,
     "data.corr_shift": FREE, "data.mu": FREE, "data.hue_shift": FREE, "data.train_max_year": FREE,
     "data.val_max_year": FREE, "data.env_edges": FREE,
 }

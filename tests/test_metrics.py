@@ -73,3 +73,24 @@ def test_task_metrics_per_kind():
     assert m == pytest.approx({"loss": 0.5, "rmse": 0.5 ** 0.5, "mae": 0.5})
     with pytest.raises(ValueError, match="valid"):
         Task("x", "ranking", 1)
+
+
+def test_nyuv2_delta_m_with_the_package_metric_names_and_directions():
+    """The same published rows under the names our meters report (meters.py) and the directions of tasks.py,
+    in both conventions: all-metrics reproduces the published Δm; 'paper' uses the primary of each NYUv2 task."""
+    from mtcrl_lite.data.nyuv2 import TASKS
+    from mtcrl_lite.tasks import HIGHER_IS_BETTER
+
+    def named(*v):
+        return {"segmentation": {"miou": v[0], "pix_acc": v[1]}, "depth": {"abs_err": v[2], "rel_err": v[3]},
+                "normal": {"mean_angle": v[4], "median_angle": v[5], "within_11.25": v[6], "within_22.5": v[7],
+                           "within_30": v[8]}}
+    stl = named(38.30, 63.76, 0.6754, 0.2780, 25.01, 19.21, 30.14, 57.20, 69.15)
+    nash = named(40.13, 65.93, 0.5261, 0.2171, 25.26, 20.08, 28.40, 55.47, 68.15)
+    hib = {t: {m: HIGHER_IS_BETTER[m] for m in ms} for t, ms in stl.items()}
+    assert -relative_improvement(nash, stl, hib, "all_metrics") == pytest.approx(-4.04, abs=0.01)
+    primary = {t: TASKS[t].primary for t in TASKS}
+    assert primary == {"segmentation": "miou", "depth": "abs_err", "normal": "mean_angle"}
+    by_hand = ((40.13 - 38.30) / 38.30 - (0.5261 - 0.6754) / 0.6754 - (25.26 - 25.01) / 25.01) / 3 * 100
+    assert relative_improvement(nash, stl, hib, "paper", primary) == pytest.approx(by_hand)
+    assert by_hand == pytest.approx(8.628, abs=1e-3)

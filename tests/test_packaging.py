@@ -26,8 +26,17 @@ def test_dockerfile_installs_requirements_and_the_same_python():
     assert "python:3.11" in docker and "python=3.11" in (ROOT / "environment.yml").read_text()
 
 
+def test_no_deps_pins_are_installed_without_their_dependencies():
+    nodeps = pins((ROOT / "requirements-nodeps.txt").read_text())
+    assert nodeps == {"cityscapesscripts": "2.3.0"}
+    assert not set(nodeps) & set(pins((ROOT / "requirements.txt").read_text()))
+    assert "--no-deps -r requirements-nodeps.txt" in (ROOT / "Makefile").read_text()
+    assert "requirements-nodeps.txt" in (ROOT / "environment.yml").read_text()
+    assert "requirements-nodeps.txt" in (ROOT / "Dockerfile").read_text()
+
+
 def test_no_torchvision_anywhere():
-    for f in ("requirements.txt", "environment.yml", "Dockerfile", "pyproject.toml"):
+    for f in ("requirements.txt", "requirements-nodeps.txt", "environment.yml", "Dockerfile", "pyproject.toml"):
         code = [line for line in (ROOT / f).read_text().splitlines() if not line.lstrip().startswith("#")]
         assert not any("torchvision" in line for line in code), f"{f} names torchvision"
 

@@ -8,6 +8,8 @@ from .sem import MultiSEMConfig, build_multisem
 from .movielens import MovieLensConfig, build_movielens
 from .scenes import ScenesConfig, build_scenes
 from .taskonomy import TaskonomyConfig, build_taskonomy
+from .nyuv2 import NYUv2Config, build_nyuv2
+from .cityscapes import CityScapesConfig, build_cityscapes
 
 DATASETS = {
     "multimnist": (MultiMNISTConfig, build_multimnist),
@@ -15,6 +17,8 @@ DATASETS = {
     "multisem": (MultiSEMConfig, build_multisem),
     "movielens": (MovieLensConfig, build_movielens),
     "taskonomy": (TaskonomyConfig, build_taskonomy),      # real layout on disk (data.root); no download here
+    "nyuv2": (NYUv2Config, build_nyuv2),                  # MTAN .npy layout (data.root); no download here
+    "cityscapes": (CityScapesConfig, build_cityscapes),   # MTAN .npy or official PNG layout (data.layout)
     "scenes": (ScenesConfig, build_scenes),               # synthetic dense stand-in (marked † in every table)
 }
 

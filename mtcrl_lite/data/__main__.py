@@ -3,10 +3,11 @@ import sys
 
 from .sources import FETCHERS, fetch
 
-FIXTURES = ("taskonomy",)    # datasets that cannot be fetched here, whose layout `fixture` writes in miniature
+# datasets that cannot be fetched here, whose layout `fixture` writes in miniature
+FIXTURES = ("taskonomy", "nyuv2", "cityscapes")
 
 
-def write_fixture(name: str, folder: str, views: int, size: int, seed: int) -> str:
+def write_fixture(name: str, folder: str, views: int, size: int, seed: int, layout: str = "mtan") -> str:
     """Write the fixture of dataset `name` under `folder`; returns a description of what was written."""
     if name == "taskonomy":
         from . import taskonomy as T
@@ -19,6 +20,19 @@ def write_fixture(name: str, folder: str, views: int, size: int, seed: int) -> s
                 f"(train {', '.join(parts['train'])}; val {', '.join(parts['val'])}; "
                 f"test {', '.join(parts['test'])}), {views} views each, {size}x{size}, folders rgb "
                 f"{' '.join(T.TASK_NAMES)}.\nUse it with --set data.root={root} (split 'taskgrouping').")
+    if name in ("nyuv2", "cityscapes"):
+        from . import cityscapes, nyuv2
+        if name == "nyuv2":
+            root = nyuv2.write_fixture(folder, seed=seed)
+            what = "the MTAN layout (train/ val/ with image label depth normal, scene_types.csv)"
+        else:
+            root = cityscapes.write_fixture(folder, layout=layout, seed=seed)
+            what = (f"the {layout} layout" + (" (train/ val/ with image label_7 depth, cities.csv)"
+                                              if layout == "mtan" else " (leftImg8bit gtFine disparity)"))
+        n_files = sum(1 for p in root.rglob("*") if p.is_file())
+        extra = " --set data.layout=official" if layout == "official" else ""
+        return (f"{name} fixture: {n_files} files in {root}, {what}.\n"
+                f"Use it with --dataset {name} --set data.root={root}{extra}")
     raise KeyError(f"no fixture for {name!r}; valid: {FIXTURES}")
 
 
@@ -34,9 +48,10 @@ def main(argv=None) -> int:
     x.add_argument("--views", type=int, default=3, help="views per building (default 3)")
     x.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--layout", default="mtan", choices=["mtan", "official"], help="cityscapes: which layout")
     args = p.parse_args(argv)
     if args.cmd == "fixture":
-        print(write_fixture(args.name, args.dir, args.views, args.size, args.seed))
+        print(write_fixture(args.name, args.dir, args.views, args.size, args.seed, args.layout))
         return 0
     for name in args.names:
         print(f"{name}: {fetch(name, args.root)}")

@@ -82,9 +82,14 @@ all 1536 takes about 0.8 s on one CPU core; render_scenes makes about 1800 image
 64 x 64 (benchmarks/scenes.py). Building ids are 0.. in the order env0, env1, ..., val, test; building b draws its
 style from default_rng([seed, 0, b]) and its images from default_rng([seed, 1, b]), so changing n_val or n_test
 does not change the training images.
+Styles (ScenesConfig.style, `STYLES`): "taskonomy" is everything above. "nyuv2" relabels the same rooms with
+NYUv2's 13 classes (window and picture regions on the walls) and tasks segmentation / depth / normal;
+"cityscapes" draws streets (wide, deep "rooms" whose walls are facades, sky above a per-building facade height
+with no depth, grass verges) with CityScapes' 7 categories and tasks segmentation / depth = 1 / z; see SceneStyle.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -122,6 +127,95 @@ BASE_PALETTE = np.array([[0.55, 0.42, 0.30], [0.75, 0.74, 0.68], [0.85, 0.25, 0.
 
 
 @dataclass(frozen=True)
+class SceneStyle:
+    """What one benchmark style (ScenesConfig.style) changes: the label space, the geometry's ranges, the tasks.
+
+    The renderer itself is the same for every style (floor, three walls, spheres / cylinders / boxes); a style maps
+    what a ray hits to its own classes (`labels_of`), draws rooms, cameras and objects from its own ranges and
+    object scale, and keeps the class-depth confounder with its own [z_near, z_far]."""
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple                              # (len(class_names), 3) base colours by output class
+    floor: int                                  # output class of the floor, the walls, each object class
+    wall: int
+    objects: tuple[tuple[int, int], ...]        # (renderer object class, output class)
+    z_range: tuple[float, float] = (Z_NEAR, Z_FAR)
+    object_scale: float = 1.0
+    room_width: tuple[float, float] = (4.0, 6.0)
+    room_depth: tuple[float, float] = (5.5, 8.0)
+    cam_height: tuple[float, float] = (1.3, 1.7)
+    pitch_deg: tuple[float, float] = (18.0, 28.0)
+    tasks: tuple[tuple[str, str, str], ...] = ()  # (task, renderer key, metric); () = the five Taskonomy tasks
+    inverse_depth: bool = False                 # the depth task holds 1 / z-buffer depth (CityScapes' disparity)
+
+    @property
+    def bin_edges(self) -> np.ndarray:
+        return np.linspace(self.z_range[0], self.z_range[1], N_BINS + 1)
+
+    def object_label(self, k: int) -> int:
+        return dict(self.objects)[k]
+
+
+STYLES = {
+    "taskonomy": SceneStyle("taskonomy", CLASS_NAMES, tuple(map(tuple, BASE_PALETTE)), FLOOR, WALL,
+                            ((SPHERE, SPHERE), (CYLINDER, CYLINDER), (BOX, BOX))),
+    # NYUv2's 13 classes (nyuv2.CLASS_NAMES); a window on the back wall and a picture on each side wall
+    "nyuv2": SceneStyle(
+        "nyuv2", ("bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture", "sofa", "table",
+                  "tv", "wall", "window"),
+        ((0.60, 0.45, 0.55), (0.55, 0.30, 0.20), (0.90, 0.90, 0.88), (0.25, 0.70, 0.30), (0.55, 0.42, 0.30),
+         (0.45, 0.35, 0.25), (0.85, 0.25, 0.20), (0.30, 0.30, 0.65), (0.50, 0.50, 0.60), (0.22, 0.40, 0.85),
+         (0.10, 0.10, 0.12), (0.75, 0.74, 0.68), (0.80, 0.92, 0.98)),
+        floor=4, wall=11, objects=((SPHERE, 6), (CYLINDER, 3), (BOX, 9)),
+        tasks=(("segmentation", "segment_semantic", "miou"), ("depth", "depth_zbuffer", "abs_err"),
+               ("normal", "normal", "mean_angle"))),
+    # CityScapes' 7 categories (cityscapes.CLASS_NAMES): a street between two facades, sky above them, a verge of
+    # grass along each facade; people (spheres), poles (cylinders) and cars (boxes) on the road
+    "cityscapes": SceneStyle(
+        "cityscapes", ("flat", "construction", "object", "nature", "sky", "human", "vehicle"),
+        ((0.40, 0.38, 0.40), (0.70, 0.55, 0.45), (0.75, 0.70, 0.20), (0.25, 0.60, 0.20), (0.55, 0.70, 0.95),
+         (0.85, 0.25, 0.20), (0.22, 0.40, 0.85)),
+        floor=0, wall=1, objects=((SPHERE, 5), (CYLINDER, 2), (BOX, 6)), z_range=(4.0, 16.0), object_scale=2.5,
+        room_width=(10.0, 16.0), room_depth=(40.0, 70.0), cam_height=(1.2, 1.6), pitch_deg=(2.0, 8.0),
+        tasks=(("segmentation", "segment_semantic", "miou"), ("depth", "depth_zbuffer", "abs_err")),
+        inverse_depth=True),
+}
+WINDOW_BOX = (0.25, 1.0, 2.0)                   # nyuv2: |x| < 0.25 W and 1.0 <= y <= 2.0 on the back wall
+PICTURE_BOX = (0.9, 1.7, 4.5, 6.5)              # nyuv2: y in [0.9, 1.7], z in [4.5, 6.5] on a side wall
+VERGE = 1.0                                     # cityscapes: floor within 1 m of a facade is grass (nature)
+
+
+def get_style(name: str) -> SceneStyle:
+    if name not in STYLES:
+        raise ValueError(f"unknown scenes style {name!r}; valid: {tuple(STYLES)} (data.style)")
+    return STYLES[name]
+
+
+def labels_of(ray: dict, style: "BuildingStyle", spec: SceneStyle) -> np.ndarray:
+    """(n, P) output class of every pixel: the renderer's class mapped by `spec`, plus the style's regions
+    (nyuv2: window, picture; cityscapes: sky above the facades, grass verges)."""
+    cls = ray["cls"]
+    if spec.name == "taskonomy":
+        return cls
+    lut = np.zeros(N_CLASSES, np.int64)
+    lut[FLOOR], lut[WALL] = spec.floor, spec.wall
+    for k, v in spec.objects:
+        lut[k] = v
+    out = lut[cls]
+    p, prim = ray["point"], ray["prim"]
+    if spec.name == "nyuv2":
+        fx, y0, y1 = WINDOW_BOX
+        out[(prim == 1) & (np.abs(p[..., 0]) < fx * style.room_width) & (p[..., 1] >= y0) & (p[..., 1] <= y1)] = 12
+        a0, a1, z0, z1 = PICTURE_BOX
+        out[((prim == 2) | (prim == 3)) & (p[..., 1] >= a0) & (p[..., 1] <= a1) & (p[..., 2] >= z0)
+            & (p[..., 2] <= z1)] = 7
+    elif spec.name == "cityscapes":
+        out[(prim == 0) & (np.abs(p[..., 0]) > style.room_width / 2 - VERGE)] = 3
+        out[(prim >= 1) & (prim < N_PLANES) & (p[..., 1] > style.facade_height)] = 4
+    return out
+
+
+@dataclass(frozen=True)
 class BuildingStyle:
     """What a building fixes for all of its images (see the module docstring)."""
     palette: tuple                   # (N_CLASSES, 3) linear RGB in [0, 1], as nested tuples
@@ -135,6 +229,7 @@ class BuildingStyle:
     texture: float = 0.08            # checker contrast (relative)
     noise: float = 0.02              # pixel noise sd (linear RGB)
     jitter: float = 1.0              # per-image camera jitter scale (0: every image of the building has one camera)
+    facade_height: float = 0.0       # cityscapes style: walls above this height are sky (0: not drawn)
 
 
 def _rot_hue(colors: np.ndarray, angle: float) -> np.ndarray:
@@ -144,18 +239,25 @@ def _rot_hue(colors: np.ndarray, angle: float) -> np.ndarray:
     return colors * c + np.cross(k, colors) * s + np.outer(colors @ k, k) * (1 - c)
 
 
-def sample_style(rng: np.random.Generator, hue_shift: float = 0.6, color_jitter: float = 0.06) -> BuildingStyle:
-    """A random building: palette = BASE_PALETTE rotated by a hue angle in [-hue_shift, hue_shift] rad plus
-    per-class N(0, color_jitter) jitter; light from above at a random azimuth; random room, camera, texture."""
-    pal = _rot_hue(BASE_PALETTE, rng.uniform(-hue_shift, hue_shift))
+def sample_style(rng: np.random.Generator, hue_shift: float = 0.6, color_jitter: float = 0.06,
+                 spec: SceneStyle | None = None) -> BuildingStyle:
+    """A random building: palette = the style's base palette (BASE_PALETTE) rotated by a hue angle in
+    [-hue_shift, hue_shift] rad plus per-class N(0, color_jitter) jitter; light from above at a random azimuth;
+    room, camera, texture drawn from the style's ranges (and, for cityscapes, the facade height in [6, 15] m)."""
+    spec = spec or STYLES["taskonomy"]
+    pal = _rot_hue(np.asarray(spec.palette, dtype=float), rng.uniform(-hue_shift, hue_shift))
     pal = np.clip(pal + rng.normal(0, color_jitter, pal.shape), 0.05, 0.95)
     light = np.array([rng.uniform(-1, 1), rng.uniform(0.8, 1.6), rng.uniform(-1.2, 0.3)])
     light /= np.linalg.norm(light)
-    return BuildingStyle(palette=tuple(map(tuple, pal.round(6))), light=tuple(light.tolist()),
-                         ambient=float(rng.uniform(0.25, 0.45)), room_width=float(rng.uniform(4.0, 6.0)),
-                         room_depth=float(rng.uniform(5.5, 8.0)), cam_height=float(rng.uniform(1.3, 1.7)),
-                         pitch_deg=float(rng.uniform(18, 28)), tile=float(rng.uniform(0.35, 0.8)),
-                         texture=float(rng.uniform(0.04, 0.12)))
+    style = BuildingStyle(palette=tuple(map(tuple, pal.round(6))), light=tuple(light.tolist()),
+                          ambient=float(rng.uniform(0.25, 0.45)), room_width=float(rng.uniform(*spec.room_width)),
+                          room_depth=float(rng.uniform(*spec.room_depth)),
+                          cam_height=float(rng.uniform(*spec.cam_height)),
+                          pitch_deg=float(rng.uniform(*spec.pitch_deg)), tile=float(rng.uniform(0.35, 0.8)),
+                          texture=float(rng.uniform(0.04, 0.12)))
+    if spec.name == "cityscapes":
+        style = dataclasses.replace(style, facade_height=float(rng.uniform(6.0, 15.0)))
+    return style
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -199,8 +301,12 @@ class Layout:
                    cls=c, center=center, half=half, yaw=yaw, tint=np.ones((1, MAX_OBJECTS, 3)))
 
 
-def sample_layouts(n: int, style: BuildingStyle, rng: np.random.Generator, strength: float) -> Layout:
-    """Random scenes of one building with class-depth confounder strength `strength` (module docstring)."""
+def sample_layouts(n: int, style: BuildingStyle, rng: np.random.Generator, strength: float,
+                   spec: SceneStyle | None = None) -> Layout:
+    """Random scenes of one building with class-depth confounder strength `strength` (module docstring); the
+    style `spec` sets the confounder's distance range and scales the objects."""
+    spec = spec or STYLES["taskonomy"]
+    z_near, z_far = spec.z_range
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"confounder strength must be in [0, 1], got {strength}")
     m = MAX_OBJECTS
@@ -211,14 +317,16 @@ def sample_layouts(n: int, style: BuildingStyle, rng: np.random.Generator, stren
     present = np.arange(m)[None, :] < n_obj[:, None]
     cls = np.asarray(OBJECT_CLASSES)[rng.integers(0, len(OBJECT_CLASSES), (n, m))]
     pref = np.vectorize(PREFERRED_BIN.get, otypes=[np.int64])(cls)
-    width = (Z_FAR - Z_NEAR) / N_BINS
-    z_pref = Z_NEAR + (pref + rng.random((n, m))) * width
-    z_free = rng.uniform(Z_NEAR, Z_FAR, (n, m))
+    width = (z_far - z_near) / N_BINS
+    z_pref = z_near + (pref + rng.random((n, m))) * width
+    z_free = rng.uniform(z_near, z_far, (n, m))
     z = np.where(rng.random((n, m)) < strength, z_pref, z_free)
     # lateral position: one lane of the view per slot (a random permutation), so objects rarely interpenetrate
     lanes = np.argsort(rng.random((n, m)), axis=1)
     u = -1 + (2 * lanes + 1) / m + rng.uniform(-0.25, 0.25, (n, m)) * (2 / m)
     r = rng.uniform(0.3, 0.55, (n, m))
+    if spec.object_scale != 1.0:
+        r = r * spec.object_scale
     half = np.stack([r, r, r], -1)
     cyl, box = cls == CYLINDER, cls == BOX
     half[cyl, 0] = half[cyl, 2] = 0.8 * r[cyl]
@@ -482,8 +590,12 @@ def shade(ray: dict, lay: Layout, style: BuildingStyle, rng: np.random.Generator
 
 
 def render_layouts(lay: Layout, style: BuildingStyle, rng: np.random.Generator, size: int = 32,
-                   missing_depth: float = 0.005, chunk: int = 0) -> dict[str, np.ndarray]:
-    """Render given layouts (module docstring lists the keys). `chunk` images at a time (0: automatic)."""
+                   missing_depth: float = 0.005, chunk: int = 0, spec: SceneStyle | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Render given layouts (module docstring lists the keys). `chunk` images at a time (0: automatic). With a
+    style `spec` other than taskonomy, segment_semantic holds the style's classes (labels_of), the rgb is shaded
+    with the style's palette by those classes, and the depth of sky pixels is missing (NaN)."""
+    spec = spec or STYLES["taskonomy"]
     n = len(lay)
     chunk = chunk or max(1, 65536 // (size * size))
     parts = []
@@ -491,11 +603,14 @@ def render_layouts(lay: Layout, style: BuildingStyle, rng: np.random.Generator, 
         sub = lay.take(slice(s, s + chunk))
         m = len(sub)
         ray = raycast(sub, size)
+        ray["cls"] = labels_of(ray, style, spec)
         t = ray["t"].reshape(m, size, size)
         n_cam = ray["normal_world"] @ ray["R"]                                   # R^T n, row vectors
         n_cam /= np.linalg.norm(n_cam, axis=-1, keepdims=True)
         cosi = np.abs((ray["normal_world"] * ray["ray"]).sum(-1)) / np.linalg.norm(ray["ray"], axis=-1)
         depth = np.where((cosi < GRAZING_COS) | (rng.random(cosi.shape) < missing_depth), np.nan, ray["t"])
+        if spec.name == "cityscapes":
+            depth[ray["cls"] == spec.class_names.index("sky")] = np.nan
         grid = lambda a: a.reshape(m, size, size)  # noqa: E731
         f = (size / 2) / math.tan(math.radians(FOV_DEG / 2))
         edges = edge_map(grid(ray["prim"]), grid(ray["face"]), t, grid(ray["point"][..., 1]), CONTACT_PX * t / f)
@@ -519,7 +634,7 @@ def render_layouts(lay: Layout, style: BuildingStyle, rng: np.random.Generator, 
 
 
 def render_scenes(n: int, style: BuildingStyle, rng: np.random.Generator, size: int = 32, strength: float = 0.0,
-                  missing_depth: float = 0.005) -> dict[str, np.ndarray]:
+                  missing_depth: float = 0.005, spec: SceneStyle | None = None) -> dict[str, np.ndarray]:
     """n random images of building `style` at confounder strength `strength`; pure given rng.
 
     Keys: rgb uint8 (n, 3, S, S); segment_semantic int64 (n, S, S); depth_zbuffer float32 (n, 1, S, S) with NaN
@@ -528,22 +643,25 @@ def render_scenes(n: int, style: BuildingStyle, rng: np.random.Generator, size: 
     """
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
-    lay = sample_layouts(n, style, rng, strength)
-    return render_layouts(lay, style, rng, size, missing_depth)
+    lay = sample_layouts(n, style, rng, strength, spec)
+    return render_layouts(lay, style, rng, size, missing_depth, spec=spec)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Confounder measurement, config and builder
 
-def confound_stats(obj_class: np.ndarray, obj_z: np.ndarray) -> dict:
-    """Class-depth association of the objects (module docstring: corr, agree, mean_z, n_objects)."""
+def confound_stats(obj_class: np.ndarray, obj_z: np.ndarray, spec: SceneStyle | None = None) -> dict:
+    """Class-depth association of the objects (module docstring: corr, agree, mean_z, n_objects); obj_class holds
+    the renderer's object classes, named and binned by the style `spec`."""
+    spec = spec or STYLES["taskonomy"]
     keep = obj_class >= 0
     c, z = obj_class[keep], obj_z[keep].astype(np.float64)
     pref = np.vectorize(PREFERRED_BIN.get, otypes=[np.int64])(c) if len(c) else np.zeros(0, np.int64)
-    bins = np.clip(np.searchsorted(BIN_EDGES, z, side="right") - 1, 0, N_BINS - 1)
+    bins = np.clip(np.searchsorted(spec.bin_edges, z, side="right") - 1, 0, N_BINS - 1)
     corr = float(np.corrcoef(pref, z)[0, 1]) if len(c) > 2 and pref.std() > 0 and z.std() > 0 else float("nan")
     return {"corr": round(corr, 4), "agree": round(float(np.mean(bins == pref)), 4) if len(c) else float("nan"),
-            "mean_z": {CLASS_NAMES[k]: round(float(z[c == k].mean()), 3) if (c == k).any() else float("nan")
+            "mean_z": {spec.class_names[spec.object_label(k)]:
+                       round(float(z[c == k].mean()), 3) if (c == k).any() else float("nan")
                        for k in OBJECT_CLASSES},
             "n_objects": int(len(c))}
 
@@ -568,30 +686,59 @@ class ScenesConfig:
     missing_depth: float = 0.005                    # random depth dropout (grazing pixels are always missing)
     hue_shift: float = 0.6                          # max palette hue rotation per building (radians)
     data_seed: int = 0                              # the data is fixed across training seeds unless changed
+    style: str = "taskonomy"                        # benchmark style: taskonomy, nyuv2 or cityscapes (STYLES)
+
+
+def style_tasks(spec: SceneStyle) -> dict[str, Task]:
+    """{task: Task} of a style: the five Taskonomy tasks, or the style's own (names as the real loader's)."""
+    if not spec.tasks:
+        return TASKS
+    n_out = {"segment_semantic": len(spec.class_names), "depth_zbuffer": 1, "normal": 3}
+    kind = {"segment_semantic": "segmentation", "depth_zbuffer": "depth", "normal": "normal"}
+    return {t: Task(t, kind[key], n_out[key], metric) for t, key, metric in spec.tasks}
+
+
+def style_labels(out: dict, spec: SceneStyle, tasks) -> dict[str, np.ndarray]:
+    """The label arrays of `tasks` from a render: renamed for the style; CityScapes' depth is 1 / z (disparity)."""
+    if not spec.tasks:
+        return {t: out[t] for t in tasks}
+    key = {t: k for t, k, _ in spec.tasks}
+    y = {t: out[key[t]] for t in tasks}
+    if spec.inverse_depth and "depth" in y:
+        y["depth"] = (1.0 / y["depth"]).astype(np.float32)
+    return y
 
 
 def _style(seed: int, building: int, cfg: ScenesConfig) -> BuildingStyle:
-    return sample_style(np.random.default_rng([seed, 0, building]), cfg.hue_shift)
+    return sample_style(np.random.default_rng([seed, 0, building]), cfg.hue_shift, spec=get_style(cfg.style))
 
 
 def _render_group(buildings: list[int], sizes: list[int], strength: float, cfg: ScenesConfig) -> dict:
-    outs = [render_scenes(k, _style(cfg.data_seed, b, cfg), np.random.default_rng([cfg.data_seed, 1, b]), cfg.size, strength,
-                          cfg.missing_depth) for b, k in zip(buildings, sizes)]
+    spec = get_style(cfg.style)
+    outs = [render_scenes(k, _style(cfg.data_seed, b, cfg), np.random.default_rng([cfg.data_seed, 1, b]), cfg.size,
+                          strength, cfg.missing_depth, spec) for b, k in zip(buildings, sizes)]
     out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
     out["building"] = np.concatenate([np.full(k, b, np.int64) for b, k in zip(buildings, sizes)])
     return out
 
 
 def build_scenes(cfg: ScenesConfig) -> MTLData:
-    """Training environments env0, env1, ... (strengths cfg.env_strengths) and val / test from unseen buildings."""
-    unknown = [t for t in cfg.tasks if t not in TASKS]
-    if unknown or not cfg.tasks:
-        raise ValueError(f"unknown scene tasks {unknown or list(cfg.tasks)}; valid: {list(TASK_NAMES)}")
-    if len(set(cfg.tasks)) != len(cfg.tasks):
-        raise ValueError(f"duplicate tasks in {cfg.tasks}")
+    """Training environments env0, env1, ... (strengths cfg.env_strengths) and val / test from unseen buildings.
+
+    cfg.style other than taskonomy: the style's classes and tasks; tasks left at the Taskonomy default mean all
+    of the style's tasks (nyuv2: segmentation, depth, normal; cityscapes: segmentation, depth = 1 / z)."""
+    spec = get_style(cfg.style)
+    all_tasks = style_tasks(spec)
+    names = tuple(all_tasks) if spec.tasks and tuple(cfg.tasks) == TASK_NAMES else tuple(cfg.tasks)
+    unknown = [t for t in names if t not in all_tasks]
+    if unknown or not names:
+        raise ValueError(f"unknown scene tasks {unknown or list(names)} for style {cfg.style!r}; "
+                         f"valid: {list(all_tasks)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate tasks in {names}")
     if not cfg.env_strengths:
         raise ValueError("env_strengths must name at least one training environment")
-    tasks = [TASKS[t] for t in cfg.tasks]
+    tasks = [all_tasks[t] for t in names]
     next_b = 0
     groups = {}
     for e, p in enumerate(cfg.env_strengths):
@@ -607,16 +754,20 @@ def build_scenes(cfg: ScenesConfig) -> MTLData:
     splits, confound = {}, {}
     for name, (b, sizes, p) in groups.items():
         out = _render_group(b, sizes, p, cfg)
-        splits[name] = ArraySplit(out["rgb"], {t: out[t] for t in cfg.tasks})
-        confound[name] = {"strength": p, **confound_stats(out["object_class"], out["object_z"])}
+        splits[name] = ArraySplit(out["rgb"], style_labels(out, spec, names))
+        confound[name] = {"strength": p, **confound_stats(out["object_class"], out["object_z"], spec)}
+    obj_names = {k: spec.class_names[spec.object_label(k)] for k in OBJECT_CLASSES}
     info = {"stand_in": True, "label": "synthetic stand-in (scenes)", "input": f"{cfg.size}x{cfg.size}",
-            "class_names": list(CLASS_NAMES), "object_classes": [CLASS_NAMES[k] for k in OBJECT_CLASSES],
-            "preferred_bin": {CLASS_NAMES[k]: ("near", "middle", "far")[v] for k, v in PREFERRED_BIN.items()},
-            "depth_bins_m": BIN_EDGES.round(3).tolist(),
+            "class_names": list(spec.class_names), "object_classes": list(obj_names.values()),
+            "preferred_bin": {obj_names[k]: ("near", "middle", "far")[v] for k, v in PREFERRED_BIN.items()},
+            "depth_bins_m": spec.bin_edges.round(3).tolist(),
             "confound": confound,
             "confound_def": "corr = Pearson(preferred-bin index of the object's class, object distance z); "
                             "agree = P(z in the preferred bin of its class), chance 1/3",
             "buildings": {name: g[0] for name, g in groups.items()}}
+    if spec.name != "taskonomy":
+        info.update({"style": spec.name, "depth": "1 / z-buffer depth (disparity-like), NaN = sky or missing"
+                     if spec.inverse_depth else "z-buffer depth (m)"})
     envs = {name: splits[name] for name in groups if name.startswith("env")}
     return MTLData("scenes", tasks, envs, splits["val"], splits["test"], info)
 
@@ -638,31 +789,38 @@ def scene_panels(data: MTLData, split: str = "env0", i: int = 0) -> dict[str, np
     return out
 
 
-__all__ = ["BuildingStyle", "CLASS_NAMES", "Layout", "N_CLASSES", "ScenesConfig", "TASKS", "build_scenes",
-           "camera_rays", "camera_rotation", "confound_stats", "raycast", "render_layouts", "render_scenes",
-           "sample_layouts", "sample_style", "scene_panels"]
+__all__ = ["BuildingStyle", "CLASS_NAMES", "STYLES", "SceneStyle", "get_style", "labels_of", "Layout", "N_CLASSES",
+           "ScenesConfig", "TASKS", "build_scenes", "camera_rays", "camera_rotation", "confound_stats", "raycast",
+           "render_layouts", "render_scenes", "sample_layouts", "sample_style", "scene_panels"]
 
 
-def depth_agreement(seg: np.ndarray, depth: np.ndarray) -> np.ndarray:
+def depth_agreement(seg: np.ndarray, depth: np.ndarray, style: str = "taskonomy") -> np.ndarray:
     """Per pixel, whether the training shortcut holds there: 1 where an object pixel's z-buffer depth falls in its
     class's preferred bin (`PREFERRED_BIN`, `BIN_EDGES`), 0 where it falls in another bin, -1 for floor, wall,
     ignored or invalid-depth pixels. seg (..., H, W) int; depth (..., 1, H, W) or (..., H, W) in metres.
-    (Pixel depth, not the object's centre distance that the confounder draws, so the split is approximate.)"""
+    (Pixel depth, not the object's centre distance that the confounder draws, so the split is approximate.)
+    `style` (ScenesConfig.style): seg in that style's classes; for cityscapes `depth` is the inverse depth."""
+    spec = get_style(style)
     seg = np.asarray(seg)
     depth = np.asarray(depth, dtype=np.float64).reshape(seg.shape)
-    pref = np.full(len(CLASS_NAMES), -1)
+    if spec.inverse_depth:
+        with np.errstate(divide="ignore"):
+            depth = np.where(depth > 0, 1.0 / depth, np.nan)
+    pref = np.full(len(spec.class_names), -1)
     for k, b in PREFERRED_BIN.items():
-        pref[k] = b
-    bins = np.clip(np.searchsorted(BIN_EDGES, np.nan_to_num(depth, nan=-1.0), side="right") - 1, 0, N_BINS - 1)
+        pref[spec.object_label(k)] = b
+    bins = np.clip(np.searchsorted(spec.bin_edges, np.nan_to_num(depth, nan=-1.0), side="right") - 1, 0,
+                   N_BINS - 1)
     want = np.where(seg >= 0, pref[np.clip(seg, 0, None)], -1)
     return np.where((want < 0) | np.isnan(depth), -1, (bins == want).astype(np.int64))
 
 
-def shortcut_accuracy(pred: np.ndarray, seg: np.ndarray, depth: np.ndarray) -> dict[str, float]:
+def shortcut_accuracy(pred: np.ndarray, seg: np.ndarray, depth: np.ndarray, style: str = "taskonomy"
+                      ) -> dict[str, float]:
     """Segmentation accuracy on object pixels where the class-depth shortcut of training holds ("agree") and where
     it does not ("disagree"), and their gap: a model that reads depth to name objects has a large positive gap.
     pred: predicted classes (..., H, W)."""
-    agree = depth_agreement(seg, depth)
+    agree = depth_agreement(seg, depth, style)
     hit = np.asarray(pred) == np.asarray(seg)
     a, d = hit[agree == 1], hit[agree == 0]
     out = {"acc_agree": float(a.mean()) if a.size else float("nan"),
