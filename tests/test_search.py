@@ -145,6 +145,8 @@ def test_new_fields_at_their_defaults_keep_the_digest():
     del d["tuned"]
     for key in C.LATER_FIELDS:                       # the digest of a config written before these fields existed
         section, name = key.split(".")
+        if not hasattr(getattr(cfg, section), name):   # a field of another dataset (data.style: scenes)
+            continue
         assert getattr(getattr(cfg, section), name) == C.LATER_FIELDS[key]
         del d[section][name]
     import hashlib
