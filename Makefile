@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb notebooks/03_taskonomy.ipynb \
-             notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/09_main_results.ipynb
+             notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/08_ablations.ipynb \
+             notebooks/09_main_results.ipynb
 PAPERMILL_ARGS ?=
 ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm
 
@@ -38,10 +39,11 @@ test: data
 # default scale; selection on the shifted validation split. Writes tuning/multimnist.csv, tuning/movielens.csv
 # and tuning/tuned.json (which the presets then read); the runs themselves go to results/tuning/ and are reused or
 # resumed when the target is run again. Expected cost on 2 CPU cores, from the per-run times under README
-# "Measured": Multi-MNIST 9 methods x 12 draws x ~80 s = ~2.4 h, MovieLens 9 x 8 x ~12 s = ~15 min; ~2.5-3 h in all.
+# "Measured": Multi-MNIST 9 methods x 12 draws x ~110 s (20 epochs, one thread each, two at a time: --jobs 2)
+# = ~1.7 h, MovieLens 9 x 8 x ~12 s = ~15 min; ~2 h in all.
 tune: data
 	$(BIN)/python -m mtcrl_lite.search --dataset multimnist --methods $(ALL_METHODS) --draws 12 \
-	  --out results/tuning/multimnist --write-tuning
+	  --out results/tuning/multimnist --jobs 2 --write-tuning
 	$(BIN)/python -m mtcrl_lite.search --dataset movielens --methods $(ALL_METHODS) --draws 8 \
 	  --out results/tuning/movielens --write-tuning
 

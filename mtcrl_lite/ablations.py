@@ -6,7 +6,7 @@ data, so Δ vs a reference condition (architecture-matched MTL by default) is pa
 
 * `DESIGN`: the Multi-MNIST design space of issue #11 (module form, head reading, gate, lr_graph, λ's, K, G-IRM,
   environments) with the baselines it is judged against (STL, plain and matched MTL, the frozen-A control).
-* `run_conditions`: train every (condition, seed), runs reused under root/<slug>/...; `labelled` relabels the
+* `run_conditions`: train every (condition, seed), runs reused by config digest; `labelled` relabels the
   tidy results so that `report.per_seed_delta` pairs conditions like methods.
 * `exclusive_share`, `mechanism`: what the learned graph does (does a task drop the other task's modules?) and
   ρ_spur / counterfactual flip rate (spurious_experiments.analyze_runs).
@@ -37,36 +37,57 @@ DESIGN = {
     "sum reading": ("mtcrl", {"model.head_read": "sum"}),
     "hard gate": ("mtcrl", {"model.gate": "hard"}),
     "experts": ("mtcrl", {"model.module_form": "experts"}),
-    "λ_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
-    "λ_dec 1": ("mtcrl", {"hp.lambda_dec": 1.0}),
-    "λ_sps 0.1": ("mtcrl", {"hp.lambda_sps": 0.1}),
+    "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
+    "lambda_dec 1": ("mtcrl", {"hp.lambda_dec": 1.0}),
+    "lambda_sps 0.1": ("mtcrl", {"hp.lambda_sps": 0.1}),
     "K = 2": ("mtcrl", {"model.n_modules": 2}),
     "K = 8": ("mtcrl", {"model.n_modules": 8}),
-    "G-IRM off": ("mtcrl-nogirm", {}),
-    "G-IRM Norm": ("mtcrl-norm", {}),
+    "G-IRM off": ("mtcrl", {"hp.girm": "none"}),
+    "G-IRM Norm": ("mtcrl", {"hp.girm": "norm"}),
     "random envs": ("mtcrl", {"train.envs": "random"}),
 }
+# MovieLens (tuned configurations of tuning/tuned.json underneath; runs take seconds, so all of them, 5 seeds)
+MOVIELENS = {
+    "MTL": ("mtl", {}),
+    "MTL (batch norm)": ("mtl", {"model.module_norm": "batch"}),
+    "MT-CRL": ("mtcrl", {}),
+    "frozen A": ("mtcrl", {"hp.graph_trainable": False}),
+    "batch norm": ("mtcrl", {"model.module_norm": "batch"}),
+    "lr_graph 1": ("mtcrl", {"hp.lr_graph": 1.0}),
+    "sum reading": ("mtcrl", {"model.head_read": "sum"}),
+    "hard gate": ("mtcrl", {"model.gate": "hard"}),
+    "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
+    "G-IRM off": ("mtcrl", {"hp.girm": "none"}),
+    "random envs": ("mtcrl", {"train.envs": "random"}),
+}
+# The CPU default of notebook 08 runs these (3 seeds); its full mode runs all of DESIGN.
+DESIGN_CPU = ("no normalisation", "lr_graph 1", "sum reading", "hard gate", "experts", "lambda_dec 0", "G-IRM off",
+              "random envs", "K = 8")
 
 
-def slug(label: str) -> str:
-    """A directory name for a label: 'λ_dec 0' -> 'lambda_dec_0', 'MTL (plain)' -> 'MTL_plain'."""
-    s = re.sub(r"[^A-Za-z0-9._=-]+", "_", label.replace("λ", "lambda").replace("=", "")).strip("_")
-    if not s:
-        raise ValueError(f"label {label!r} has no characters usable in a directory name")
-    return s
+def shift_conditions(methods: dict, strengths, ratio: float = 7 / 9) -> dict:
+    """{'<label> @ s': (method, overrides)} for each training correlation s: two environments (s, ratio * s), so
+    that s = 0.9 is the default data (0.9, 0.7) and G-IRM has two environments at every s."""
+    return {f"{label} @ {s:g}": (m, {**over, "data.train_corrs": (float(s), round(ratio * s, 4))})
+            for s in strengths for label, (m, over) in methods.items()}
+
+
+def strength_of(label: str) -> float:
+    """The training correlation of a shift_conditions label: 'MTL @ 0.5' -> 0.5."""
+    return float(label.rsplit("@", 1)[1])
 
 
 def run_conditions(dataset: str, conditions: dict, seeds, root, scale: str = "default", overrides=None,
                    jobs: int = 1, force: bool = False, progress: bool = True) -> dict[str, list[Path]]:
-    """Train every (condition, seed) (configs validated before any run) -> {label: run directories}."""
+    """Train every (condition, seed) (configs validated before any run) -> {label: run directories}. Runs live
+    under root/<method>/seed<S>-<config digest>, like sweep.run_grid: a config that two conditions or two studies
+    share (the default data of a shift curve, say) is trained once."""
     from .sweep import run_configs, run_dir
-    if len({slug(label) for label in conditions}) != len(conditions):
-        raise ValueError(f"two labels of {list(conditions)} map to the same directory name")
     plan = []
     for label, (method, over) in conditions.items():
         for s in seeds:
             cfg = make_config(dataset, method, s, scale, {**(overrides or {}), **over})
-            plan.append((label, cfg, run_dir(Path(root) / slug(label), cfg)))
+            plan.append((label, cfg, run_dir(root, cfg)))
     dirs = run_configs([p[1] for p in plan], [p[2] for p in plan], force, progress, jobs=jobs,
                        desc=f"{dataset} conditions")
     out: dict[str, list[Path]] = {label: [] for label in conditions}
@@ -92,18 +113,21 @@ def exclusive_share(a, off: float = 0.1, on: float = 0.9) -> float:
     return float(((a.max(0) > on) & (a.min(0) < off)).mean())
 
 
-def mechanism(dirs: dict[str, list[Path]], n_max: int = 2000) -> pd.DataFrame:
-    """Per condition (mean over seeds): exclusive_share of the final graph, mean A, and ρ_spur / flip rate /
-    accuracy drop of the counterfactual swap on the shifted validation set (mean over tasks)."""
+def mechanism(dirs: dict[str, list[Path]], n_max: int = 2000, spurious: bool = True) -> pd.DataFrame:
+    """Per condition (mean over seeds): exclusive_share of the final graph, mean A, and (spurious=True, datasets
+    with a known spurious region: Multi-MNIST, Multi-SEM) ρ_spur / flip rate / accuracy drop of the
+    counterfactual swap on the shifted validation set (mean over tasks)."""
     from .spurious_experiments import analyze_runs
     rows = []
     for label, ds in dirs.items():
-        spur = analyze_runs(ds, n_max)
-        spur = spur[spur["set"] == "shifted"].groupby("seed")[["rho_spur", "flip_rate", "acc_drop"]].mean()
+        spur = None
+        if spurious:
+            spur = analyze_runs(ds, n_max)
+            spur = spur[spur["set"] == "shifted"].groupby("seed")[["rho_spur", "flip_rate", "acc_drop"]].mean()
         for d in ds:
             seed = read_json(Path(d) / "config.json")["seed"]
             a = final_line(d).get("A")
-            rows.append({"condition": label, "seed": seed, **spur.loc[seed].to_dict(),
+            rows.append({"condition": label, "seed": seed, **({} if spur is None else spur.loc[seed].to_dict()),
                          "A_mean": float(np.mean(a)) if a is not None else np.nan,
                          "exclusive": exclusive_share(a) if a is not None else np.nan})
     return pd.DataFrame(rows).groupby("condition", sort=False).mean(numeric_only=True).drop(columns="seed")
@@ -130,3 +154,27 @@ def convergence(run_dirs, tail: float = 0.2) -> pd.DataFrame:
                      "val_best_before_tail": best_before, "tail_gain": sign * (scores[sel] - best_before),
                      "run_dir": str(d)})
     return pd.DataFrame(rows)
+
+
+def mean_score(df: pd.DataFrame, split: str = "test", selection: str = "best_val") -> pd.DataFrame:
+    """One row per (method, seed): the mean over tasks of each task's primary metric (columns method, seed, value)."""
+    d = df[(df.selection == selection) & (df.split == split) & df.primary.astype(bool)]
+    return d.groupby(["method", "seed"], sort=False).value.mean().reset_index()
+
+
+def paired_table(df: pd.DataFrame, baselines, splits=("val", "test"), selection: str = "best_val") -> pd.DataFrame:
+    """report.paired_summary of every condition against each baseline on each split: one row per
+    (baseline, split, method) with mean, std, n, ci95_low, ci95_high, verdict (Δ in %, paired by seed)."""
+    from .report import paired_summary, per_seed_delta
+    parts = {(b, s): paired_summary(per_seed_delta(df, baseline=b, selection=selection, split=s))
+             for b in baselines for s in splits}
+    return pd.concat(parts, names=["baseline", "split", "method"]).sort_index()
+
+
+def formatted(paired: pd.DataFrame, order=None) -> pd.DataFrame:
+    """paired_table as text, 'mean [low, high]' (%), rows = methods (in `order` if given), columns =
+    (baseline, split)."""
+    cell = paired.apply(lambda r: f"{r['mean']:+.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}]"
+                        if r["n"] > 1 else f"{r['mean']:+.2f} (n = 1)", axis=1)
+    table = cell.unstack(["baseline", "split"])
+    return table.reindex([m for m in order if m in table.index]) if order is not None else table

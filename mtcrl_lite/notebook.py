@@ -48,6 +48,11 @@ SCHEMA: dict[str, tuple[str, tuple | None]] = {
     "TARGET": ("str", ("rating", "like")),
     "GRAPH_LRS": ("float_list_or_empty", None),
     "OTHER_TARGET_METHODS": ("str_list_or_empty", None),
+    # 08 (ablations)
+    "MAIN_SEEDS": ("int_list", None),
+    "CONDITIONS": ("str_list_or_none", None),
+    "JOBS": ("int", None),
+    "MOVIELENS": ("bool", None),
 }
 # A notebook whose parameter of a SCHEMA name has another type: notebook name -> {name: (kind, allowed)}; used when
 # the notebook calls parameters(notebook=...). 01's EPOCHS is its list of training lengths (short and long).
@@ -56,7 +61,8 @@ NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
 }
 # Smallest valid value of numeric parameters (every entry of a list): EPOCHS 0 is an error, not "the preset".
 MINIMUM: dict[str, int] = {"EPOCHS": 1, "SEEDS": 0, "D_CAUSAL": 1, "D_NOISE": 0, "N_LARGE": 1, "N_FIT_REPEATS": 1,
-                           "NS": 1, "N_REPEATS": 1, "WIDTH": 1, "N_ANALYZE": 1, "WIDTHS": 1, "EPOCHS_GRID": 1}
+                           "NS": 1, "N_REPEATS": 1, "WIDTH": 1, "N_ANALYZE": 1, "WIDTHS": 1, "EPOCHS_GRID": 1,
+                           "MAIN_SEEDS": 0, "JOBS": 1}
 EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
             "dict": "\"{'train.epochs': 5}\"", "int_list": '"[1, 2, 3]"', "float_list": '"[0.5, 2.0]"',
             "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "int_or_none": "20",

@@ -73,8 +73,8 @@ def routing_graphs(run_dirs, task_names):
     return fig
 
 
-def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
-    """Per-seed Δ over vanilla MTL (dots) with the mean and its 95 % interval (bar), one row per method."""
+def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = "", baseline: str = "vanilla MTL"):
+    """Per-seed Δ over the baseline (dots) with the mean and its 95 % interval (bar), one row per method."""
     methods = list(summary.index)
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(methods) + 1))
     for i, m in enumerate(methods):
@@ -86,7 +86,7 @@ def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
         ax.plot([s["mean"]], [i], "|", color="C1", ms=14, mew=2)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(methods)), methods)
-    ax.set_xlabel("Δ over vanilla MTL, same seed (%)")
+    ax.set_xlabel(f"Δ over {baseline}, same seed (%)")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -192,5 +192,21 @@ def dense_predictions(x, y: dict, predictions: dict, tasks):
             src = y if j == 0 else predictions[who]
             for ax, t in zip(row[1:], tasks):
                 _show(ax, *label_image(t.kind, src[t.name][i].detach().numpy()), t.name if i == j == 0 else "")
+    fig.tight_layout()
+    return fig
+
+
+def strength_curve(scores: pd.DataFrame, title: str = ""):
+    """Mean test score against the training correlation: one line per method (columns method, strength, value;
+    one row per seed), bars = ± one standard deviation over seeds."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, (method, g) in enumerate(scores.groupby("method", sort=False)):
+        s = g.groupby("strength").value.agg(["mean", "std"])
+        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=method,
+                    color=plt.cm.tab10(i % 10))
+    ax.set_xlabel("training label-label correlation (env0; env1 = 7/9 of it)")
+    ax.set_ylabel("mean test accuracy (shifted)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

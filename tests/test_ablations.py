@@ -16,13 +16,14 @@ def test_exclusive_share_counts_modules_one_task_keeps_and_another_drops():
         AB.exclusive_share([[0.9, 0.1]])
 
 
-def test_slugs_are_directory_names_and_distinct_for_the_design_space():
-    assert AB.slug("λ_dec 0") == "lambda_dec_0" and AB.slug("MTL (plain)") == "MTL_plain"
-    assert AB.slug("K = 2") == "K_2"
-    labels = {**AB.BASELINES, **AB.DESIGN}
-    assert len({AB.slug(k) for k in labels}) == len(labels)
-    with pytest.raises(ValueError, match="no characters"):
-        AB.slug("()")
+def test_shift_conditions_keep_the_default_data_at_0_9():
+    c = AB.shift_conditions({"MTL": ("mtl", {"model.module_norm": "none"})}, [0.0, 0.9])
+    assert c == {"MTL @ 0": ("mtl", {"model.module_norm": "none", "data.train_corrs": (0.0, 0.0)}),
+                 "MTL @ 0.9": ("mtl", {"model.module_norm": "none", "data.train_corrs": (0.9, 0.7)})}
+    assert make_config("multimnist", "mtl", overrides={"data.train_corrs": (0.9, 0.7)}).digest() == \
+        make_config("multimnist", "mtl").digest()
+    assert [AB.strength_of(k) for k in c] == [0.0, 0.9]
+    assert set(AB.DESIGN_CPU) <= set(AB.DESIGN)
 
 
 def test_every_condition_is_a_valid_config_that_differs_from_the_default():
@@ -30,6 +31,9 @@ def test_every_condition_is_a_valid_config_that_differs_from_the_default():
     for label, (method, over) in {**AB.BASELINES, **AB.DESIGN}.items():
         cfg = make_config("multimnist", method, 0, "default", over)
         assert (cfg.digest() == base) == (label == "MT-CRL"), label
+    ml = make_config("movielens", "mtcrl").digest()
+    for label, (method, over) in AB.MOVIELENS.items():
+        assert (make_config("movielens", method, 0, "default", over).digest() == ml) == (label == "MT-CRL"), label
 
 
 def _write_run(d, method, seed, val_curve, selected):
@@ -55,7 +59,7 @@ def test_conditions_pair_by_seed_like_methods(tmp_path):
     over = {"train.epochs": 1, "model.channels": (4,), "model.width": 8, "train.batch_size": 32}
     dirs = AB.run_conditions("debug", conditions, [0, 1], tmp_path, "smoke", over, progress=False)
     assert [len(v) for v in dirs.values()] == [2, 2]
-    assert all(p.parent.parent.name == AB.slug(k) for k, v in dirs.items() for p in v)
+    assert {p.parent.name for v in dirs.values() for p in v} == {"mtl", "mtcrl"}
     df = AB.labelled(dirs)
     assert set(df.method) == set(conditions) and set(df.registry_method) == {"mtl", "mtcrl"}
     deltas = report.per_seed_delta(df, baseline="MTL (matched)")
@@ -66,3 +70,30 @@ def test_conditions_pair_by_seed_like_methods(tmp_path):
     assert list(mech.index) == list(conditions)
     assert mech.loc["frozen A", "exclusive"] == 0.0 and mech["exclusive"].isna().tolist() == [True, False]
     assert ((mech.flip_rate >= 0) & (mech.flip_rate <= 1)).all() and (mech.rho_spur >= 0).all()
+
+
+def test_mean_score_averages_primary_metrics_per_seed():
+    import pandas as pd
+    rows = [("m", 0, "left", "acc", 0.8, True), ("m", 0, "right", "acc", 0.6, True), ("m", 0, "left", "loss", 9, False),
+            ("m", 1, "left", "acc", 1.0, True), ("m", 1, "right", "acc", 0.5, True)]
+    df = pd.DataFrame(rows, columns=["method", "seed", "task", "metric", "value", "primary"]).assign(
+        selection="best_val", split="test")
+    out = AB.mean_score(df)
+    assert out.value.tolist() == pytest.approx([0.7, 0.75]) and out.seed.tolist() == [0, 1]
+
+
+def test_paired_table_and_its_text_form():
+    import pandas as pd
+    rows = []
+    for seed, (a, b, c) in enumerate([(0.80, 0.88, 0.84), (0.70, 0.77, 0.70)]):
+        for method, v in (("A", a), ("B", b), ("C", c)):
+            for split in ("val", "test"):
+                rows.append({"method": method, "seed": seed, "task": "t", "metric": "acc", "value": v,
+                             "primary": True, "selection": "best_val", "split": split})
+    df = pd.DataFrame(rows)
+    p = AB.paired_table(df, ["A"])
+    assert p.loc[("A", "test", "B"), "mean"] == pytest.approx(10.0)        # +10 % on both seeds
+    assert p.loc[("A", "test", "B"), "std"] == pytest.approx(0.0, abs=1e-9)
+    assert p.loc[("A", "test", "C"), "mean"] == pytest.approx(2.5)         # +5 % and 0 %
+    text = AB.formatted(p, order=["C", "B"])
+    assert list(text.index) == ["C", "B"] and text.loc["B", ("A", "val")] == "+10.00 [+10.00, +10.00]"

@@ -126,3 +126,12 @@ def test_multimnist_environments():
     assert corr["p=0.7"] == pytest.approx(0.73, abs=0.02)
     assert corr["test"] == pytest.approx(0.1, abs=0.02)
     assert d.input_shape == (1, 32, 32)
+
+
+def test_equal_training_correlations_give_numbered_environments():
+    from mtcrl_lite.data import build_dataset
+    from mtcrl_lite.data.mnist import DebugConfig
+    data = build_dataset("debug", DebugConfig(train_corrs=(0.0, 0.0)))
+    assert list(data.train_envs) == ["env0:p=0", "env1:p=0"]
+    assert all(len(s) == DebugConfig.n_train_per_env for s in data.train_envs.values())
+    assert list(build_dataset("debug", DebugConfig()).train_envs) == ["p=0.9", "p=0.7"]     # unchanged

@@ -156,10 +156,11 @@ def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, DigitPool], name: s
 
     info = {"shift": cfg.shift, "input": f"{CANVAS // cfg.downsample}x{CANVAS // cfg.downsample}"}
     if cfg.shift == "corr":
-        envs = {f"p={p:g}": make(pools["train"], *correlated_labels(cfg.n_train_per_env, p, cfg.corr_shift, rng))
-                for p in cfg.train_corrs}
-        if len(envs) != len(cfg.train_corrs):
-            raise ValueError(f"train_corrs must be distinct, got {cfg.train_corrs}")
+        names = [f"p={p:g}" for p in cfg.train_corrs]
+        if len(set(names)) < len(names):              # equal correlations (a shift curve at 0): number them
+            names = [f"env{i}:{n}" for i, n in enumerate(names)]
+        envs = {n: make(pools["train"], *correlated_labels(cfg.n_train_per_env, p, cfg.corr_shift, rng))
+                for n, p in zip(names, cfg.train_corrs)}
         val = make(pools["val"], *correlated_labels(cfg.n_val, cfg.val_corr, cfg.corr_shift, rng))
         test = make(pools["test"], *correlated_labels(cfg.n_test, cfg.test_corr, cfg.corr_shift, rng))
     elif cfg.shift == "pairs":
