@@ -43,6 +43,8 @@ DESIGN = {
     "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
     "lambda_dec 1": ("mtcrl", {"hp.lambda_dec": 1.0}),
     "lambda_sps 0.1": ("mtcrl", {"hp.lambda_sps": 0.1}),
+    "lambda_bal 1": ("mtcrl", {"hp.lambda_bal": 1.0}),
+    "A init 0.5": ("mtcrl", {"model.theta_init": 0.0}),
     "K = 2": ("mtcrl", {"model.n_modules": 2}),
     "K = 8": ("mtcrl", {"model.n_modules": 8}),
     "G-IRM off": ("mtcrl", {"hp.girm": "none"}),
