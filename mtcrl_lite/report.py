@@ -97,10 +97,11 @@ def main_table(columns: dict[str, tuple[pd.DataFrame | None, bool]], selection: 
     """Rows = methods (paper order), columns = datasets + avg; cell 'ours ± std (n) | paper'.
 
     A dataset without results reads 'not run'; one computed on a synthetic stand-in is marked '†'.
-    The average is over the datasets we ran (marked with how many).
+    The average is over the datasets we ran (marked with how many, and † with the count of stand-ins among them).
     """
     cells = {r: {} for r in ROWS}
     means = {r: [] for r in ROWS}
+    stand_ins = {r: 0 for r in ROWS}
     for j, name in enumerate(DATASETS):
         df, stand_in = columns.get(name, (None, False))
         summary = paired_summary(per_seed_delta(df, selection=selection)) if df is not None else pd.DataFrame()
@@ -113,9 +114,11 @@ def main_table(columns: dict[str, tuple[pd.DataFrame | None, bool]], selection: 
             spread = "" if math.isnan(s["std"]) else f" ± {s['std']:.1f}"
             cells[method][name] = f"{s['mean']:+.1f}{spread} (n={s['n']}){' †' if stand_in else ''} | {paper}"
             means[method].append(s["mean"])
+            stand_ins[method] += stand_in
     for method in ROWS:
-        ran = means[method]
-        ours = f"{np.mean(ran):+.1f} ({len(ran)}/5 datasets)" if ran else "not run"
+        ran, k = means[method], stand_ins[method]
+        marked = f", {k} stand-in) †" if k else ")"
+        ours = f"{np.mean(ran):+.1f} ({len(ran)}/5 datasets{marked}" if ran else "not run"
         cells[method]["avg"] = f"{ours} | {PAPER[method][-1]:+.1f}"
     return pd.DataFrame.from_dict(cells, orient="index").rename(index=ROWS)[DATASETS + ["avg"]]
 

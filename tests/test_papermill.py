@@ -20,15 +20,18 @@ def papermill(tmp_path, notebook, *params):
 
 
 def first_output(out: Path) -> str:
+    """The first text the notebook prints (stdout: a warning on stderr, e.g. tqdm's about ipywidgets, may be
+    flushed before or after it)."""
     for cell in json.loads(out.read_text())["cells"]:
         for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
+            if o.get("output_type") == "stream" and o.get("name") == "stdout":
                 return "".join(o["text"])
     return ""
 
 
-def test_list_and_int_parameters_from_the_command_line(tmp_path):
-    r, out = papermill(tmp_path, "03_taskonomy.ipynb", "-p", "SEEDS", "[0]", "-p", "METHODS", "[mtl]",
+@pytest.mark.parametrize("notebook", ["03_taskonomy.ipynb", "04_cityscapes.ipynb", "05_nyuv2.ipynb"])
+def test_list_and_int_parameters_from_the_command_line(tmp_path, notebook):
+    r, out = papermill(tmp_path, notebook, "-p", "SEEDS", "[0]", "-p", "METHODS", "[mtl]",
                        "-p", "EPOCHS", "1", "-p", "RESULTS_DIR", str(tmp_path / "results"))
     assert r.returncode == 0, r.stderr[-2000:]
     text = first_output(out)
