@@ -130,8 +130,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     assert cfg["seed"] == 0 and cfg["hp"]["girm"] == "var" and "git_revision" in cfg and cfg["n_params"] > 0
 
 
-def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch):
-    full = T.run(cfg_for("mtcrl-norm"), tmp_path / "full", progress=False)
+def kill_at_step(monkeypatch, kill_step: int, cfg, out):
+    """Run cfg in out and interrupt it (KeyboardInterrupt) at global step kill_step, as a killed process would be."""
     real_build = T.build_method
 
     def build_then_die(*args):
@@ -139,17 +139,22 @@ def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch):
         update = m.update
 
         def update_or_die(batches, step):
-            if step == 9:          # inside epoch 2 of 3 (4 steps per epoch)
+            if step == kill_step:
                 raise KeyboardInterrupt
             return update(batches, step)
         m.update = update_or_die
         return m
     monkeypatch.setattr(T, "build_method", build_then_die)
     with pytest.raises(KeyboardInterrupt):
-        T.run(cfg_for("mtcrl-norm"), tmp_path / "killed", progress=False)
+        T.run(cfg, out, progress=False)
+    monkeypatch.setattr(T, "build_method", real_build)
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch):
+    full = T.run(cfg_for("mtcrl-norm"), tmp_path / "full", progress=False)
+    kill_at_step(monkeypatch, 9, cfg_for("mtcrl-norm"), tmp_path / "killed")   # inside epoch 2 of 3 (4 steps each)
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert [r["epoch"] for r in read_jsonl(tmp_path / "killed" / "results.jsonl")] == [0, 1]
-    monkeypatch.setattr(T, "build_method", real_build)
     logs = []
     T.run(cfg_for("mtcrl-norm"), tmp_path / "killed", progress=False, log=logs.append)
     assert logs == [f"resuming {tmp_path / 'killed'} at epoch 2"]
@@ -230,22 +235,7 @@ def test_cosine_run_resumes_identically_and_changes_the_numbers(tmp_path, monkey
     full = T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "full", progress=False)
     const = T.run(cfg_for("mtcrl-norm"), tmp_path / "const", progress=False)
     assert strip_times(read_jsonl(full / "results.jsonl")) != strip_times(read_jsonl(const / "results.jsonl"))
-    real_build = T.build_method
-
-    def build_then_die(*args):
-        m = real_build(*args)
-        update = m.update
-
-        def update_or_die(batches, step):
-            if step == 6:
-                raise KeyboardInterrupt
-            return update(batches, step)
-        m.update = update_or_die
-        return m
-    monkeypatch.setattr(T, "build_method", build_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "killed", progress=False)
-    monkeypatch.setattr(T, "build_method", real_build)
+    kill_at_step(monkeypatch, 6, cfg_for("mtcrl-norm", **cos), tmp_path / "killed")
     T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "killed", progress=False)
     assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
     with pytest.raises(ValueError, match="train.schedule"):
