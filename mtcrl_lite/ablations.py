@@ -51,14 +51,14 @@ DESIGN = {
     "G-IRM Norm": ("mtcrl", {"hp.girm": "norm"}),
     "random envs": ("mtcrl", {"train.envs": "random"}),
 }
-# MovieLens (tuned configurations of tuning/tuned.json underneath; runs take seconds, so all of them, 5 seeds).
-# Not here: MT-CRL with model.module_norm = batch: its exact G-IRM double backward through BatchNorm took 66-147 s an
-# epoch on 2 shared cores (tuned MT-CRL: ~1.3 s), too slow for the CPU default (issue left open).
+# MovieLens (tuned configurations of tuning/tuned.json underneath; runs take seconds, so all of them, 5 seeds; notebook
+# 08 runs them with train.threads = 1: two two-thread runs at a time on 2 cores spin-wait, 30-90x slower an epoch).
 MOVIELENS = {
     "MTL": ("mtl", {}),
     "MTL (batch norm)": ("mtl", {"model.module_norm": "batch"}),
     "MT-CRL": ("mtcrl", {}),
     "frozen A": ("mtcrl", {"hp.graph_trainable": False}),
+    "batch norm": ("mtcrl", {"model.module_norm": "batch"}),
     "lr_graph 1": ("mtcrl", {"hp.lr_graph": 1.0}),
     "sum reading": ("mtcrl", {"model.head_read": "sum"}),
     "hard gate": ("mtcrl", {"model.gate": "hard"}),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -51,6 +53,11 @@ def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_f
     separate processes; each run fixes its own thread count (train.threads), so the numbers do not depend on jobs."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    threads = max((c.train.threads for c in cfgs), default=1)
+    if jobs > 1 and jobs * threads > (os.cpu_count() or 1):
+        warnings.warn(f"{jobs} runs at a time with train.threads = {threads} each oversubscribe the "
+                      f"{os.cpu_count()} CPU cores (measured: 30-90x slower epochs); pass --set train.threads=1 or "
+                      f"fewer jobs", RuntimeWarning, stacklevel=2)
     work = [(cfg, Path(d), force, record_failures) for cfg, d in zip(cfgs, dirs)]
     if jobs == 1 or len(work) < 2:
         return [_run_one(*w) for w in tqdm(work, desc=desc, disable=not progress)]

@@ -265,3 +265,11 @@ def test_design_variants_train_with_girm_active(tmp_path, method, variant):
     assert rows[0]["loss"]["girm"] > 0 and all(math.isfinite(v) for v in rows[0]["loss"].values())
     if variant.get("model.gate") == "hard":
         assert {v for row in rows[-1]["A"] for v in row} <= {0.0, 1.0}
+
+
+def test_parallel_runs_that_oversubscribe_the_cores_warn(tmp_path, monkeypatch):
+    from mtcrl_lite import sweep
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 2)
+    cfgs = [cfg_for("mtl", seed=s, **{"train.threads": 2, "train.epochs": 1}) for s in (0, 1)]
+    with pytest.warns(RuntimeWarning, match="oversubscribe"):
+        sweep.run_configs(cfgs, [tmp_path / str(s) for s in (0, 1)], progress=False, jobs=2)
