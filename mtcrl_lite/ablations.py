@@ -22,6 +22,7 @@ import pandas as pd
 
 from .config import make_config
 from .results import collect, final_line, read_json, read_jsonl
+from .tasks import HIGHER_IS_BETTER
 
 # label -> (method, overrides on top of the dataset's preset and tuned values). Order = table order.
 BASELINES = {
@@ -140,23 +141,22 @@ def mechanism(dirs: dict[str, list[Path]], n_max: int = 2000, spurious: bool = T
 
 def convergence(run_dirs, tail: float = 0.2) -> pd.DataFrame:
     """One row per run: epochs, validation-selected epoch (0-based) and its share of the budget, the mean
-    validation score (primary metrics) at the selected epoch and the best before the last `tail` of the epochs,
+    validation score (primary metrics, signed so that higher is better, as model selection uses it) at the selected epoch and the best before the last `tail` of the epochs,
     and `tail_gain` = their difference (what training past 80 % of the budget still bought)."""
     rows = []
     for d in run_dirs:
         cfg = read_json(Path(d) / "config.json")
         lines = read_jsonl(Path(d) / "results.jsonl")
         final = lines[-1]
-        primary = final["primary"]
-        scores = [float(np.mean([e["metrics"]["val"][t][m] for t, m in primary.items()]))
-                  for e in lines if e["kind"] == "epoch"]
-        sign = -1.0 if final.get("lower_is_better") else 1.0
+        # the run's own selection score (evaluation.selection_score): primary metrics signed so that higher is better
+        scores = [float(np.mean([e["metrics"]["val"][t][m] * (1 if HIGHER_IS_BETTER[m] else -1)
+                                 for t, m in final["primary"].items()])) for e in lines if e["kind"] == "epoch"]
         n, cut = len(scores), max(1, int(round(len(scores) * (1 - tail))))
-        best_before = max(scores[:cut], key=lambda v: sign * v)
+        best_before = max(scores[:cut])
         sel = final["selected_epoch"]
         rows.append({"method": cfg["method"], "seed": cfg["seed"], "epochs": n, "selected_epoch": sel,
                      "selected_share": (sel + 1) / n, "val_selected": scores[sel],
-                     "val_best_before_tail": best_before, "tail_gain": sign * (scores[sel] - best_before),
+                     "val_best_before_tail": best_before, "tail_gain": scores[sel] - best_before,
                      "run_dir": str(d)})
     return pd.DataFrame(rows)
 
