@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from .metrics import relative_improvement
 from .paths import results_root
@@ -35,13 +36,11 @@ PAPER = {
     "mtcrl-norm": [7.8, 1.0, 6.5, 2.9, 8.0, 5.2],
     "mtcrl": [8.1, 1.1, 7.1, 2.8, 8.2, 5.5],
 }
-# two-sided 95 % Student t quantiles, df = 1..30 (beyond: 1.96)
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
 def t975(df: int) -> float:
-    return T975[df - 1] if 1 <= df <= len(T975) else 1.96
+    """The two-sided 95 % Student t quantile with `df` degrees of freedom (scipy.stats.t)."""
+    if df < 1:
+        raise ValueError(f"a t interval needs df >= 1 (at least two seeds), got df = {df}")
+    return float(student_t.ppf(0.975, df))
 
 
 def per_seed_delta(df: pd.DataFrame, baseline: str = "mtl", selection: str = "best_val", split: str = "test",

@@ -29,7 +29,7 @@ def test_paired_summary_interval_and_verdicts():
     s = R.paired_summary(R.per_seed_delta(DF))
     m = s.loc["mtcrl"]
     assert m["mean"] == pytest.approx(8.75) and m["n"] == 2
-    half = 12.706 * m["std"] / math.sqrt(2)
+    half = 12.7062047 * m["std"] / math.sqrt(2)              # t(0.975, df = 1)
     assert m["ci95_low"] == pytest.approx(8.75 - half) and m["verdict"] == "inside the noise"
     assert s.loc["stl"]["verdict"] == "n = 1: no interval"
     assert list(s.index) == ["stl", "mtcrl"]                  # the paper's row order
@@ -76,3 +76,11 @@ def test_paired_by_variant_pairs_each_variant_with_the_baseline_runs():
     assert table.loc[("lr 1", "test"), "mean"] == pytest.approx(8.75)
     assert table.loc[("lr 30", "test"), "mean"] == pytest.approx((20 + 0) / 2 / 2)   # +20 % on l at seed 0 only
     assert list(table.index.names) == ["variant", "split"]
+
+
+def test_t_quantile_matches_the_printed_tables_and_refuses_df_0():
+    # two-sided 95 %: the printed t table's 12.706 (df 1), 2.776 (df 4), 2.042 (df 30), 1.984 (df 100, not 1.96)
+    for df, q in [(1, 12.706), (4, 2.776), (30, 2.042), (100, 1.984)]:
+        assert R.t975(df) == pytest.approx(q, abs=5e-4)
+    with pytest.raises(ValueError, match="df >= 1"):
+        R.t975(0)

@@ -49,7 +49,16 @@ def main(argv=None) -> int:
     x.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--layout", default="mtan", choices=["mtan", "official"], help="cityscapes: which layout")
+    m = sub.add_parser("nyuv2-manifest", help="write ROOT/scene_types.csv from the official NYUv2 files "
+                                              "(the split by scene type; see mtcrl_lite/data/nyuv2_manifest.py)")
+    m.add_argument("labeled", help="nyu_depth_v2_labeled.mat (official, MATLAB v7.3)")
+    m.add_argument("splits", help="splits.mat (official: trainNdxs, testNdxs)")
+    m.add_argument("root", help="the MTAN NYUv2 copy (data.root) to write scene_types.csv into")
     args = p.parse_args(argv)
+    if args.cmd == "nyuv2-manifest":
+        from .nyuv2_manifest import write_manifest_from_official
+        print(f"wrote {write_manifest_from_official(args.labeled, args.splits, args.root)}")
+        return 0
     if args.cmd == "fixture":
         print(write_fixture(args.name, args.dir, args.views, args.size, args.seed, args.layout))
         return 0

@@ -19,7 +19,8 @@ depth -> float32 (1, h, w) metres, NaN where the file holds 0 (tasks.py's invali
 nearest-neighbour. h = data.size (the output height; 0 = 288 as stored), the width following the 3:4 aspect.
 
 Splits. With ROOT/scene_types.csv (the scene type of every sample, e.g. written from the `sceneTypes` field of the
-official nyu_depth_v2_labeled.mat in the order MTAN took the images) both folders are pooled and split by scene
+official nyu_depth_v2_labeled.mat in the order MTAN took the images: `python -m mtcrl_lite.data nyuv2-manifest`,
+nyuv2_manifest.py) both folders are pooled and split by scene
 type with the lists of nyuv2_splits/scene_types.txt: training environments = groups of home rooms, validation =
 other home rooms, test = work and public spaces (docs/DECISIONS.md). Without it (a warning says so) the split is
 MTAN's: train/ dealt at random into data.n_envs environments, val/ cut at random into disjoint val and test halves.
@@ -75,8 +76,8 @@ def layout_text(root: Path) -> str:
 
 OFFICIAL = ("The data cannot be downloaded from this machine. The preprocessed copy is the one linked from "
             "https://github.com/lorenmt/mtan (NYUv2, 13 classes, 288x384); the official release is "
-            "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html (nyu_depth_v2_labeled.mat, whose sceneTypes "
-            "give the manifest). Point data.root (or $MTCRL_DATA, which holds nyuv2/) at the copy. To try the "
+            "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html (nyu_depth_v2_labeled.mat and splits.mat give "
+            "the manifest: python -m mtcrl_lite.data nyuv2-manifest LABELED.mat SPLITS.mat ROOT). Point data.root (or $MTCRL_DATA, which holds nyuv2/) at the copy. To try the "
             "pipeline without the data: python -m mtcrl_lite.data fixture nyuv2 DIR, then --set data.root=DIR.")
 
 
