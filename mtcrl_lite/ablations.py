@@ -41,6 +41,8 @@ DESIGN = {
     "sum reading": ("mtcrl", {"model.head_read": "sum"}),
     "hard gate": ("mtcrl", {"model.gate": "hard"}),
     "experts": ("mtcrl", {"model.module_form": "experts"}),
+    "channel groups": ("mtcrl", {"model.module_form": "channels"}),
+    "MTL (channel groups)": ("mtl", {"model.module_form": "channels"}),      # the matched baseline of the line above
     "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
     "lambda_dec 1": ("mtcrl", {"hp.lambda_dec": 1.0}),
     "lambda_sps 0.1": ("mtcrl", {"hp.lambda_sps": 0.1}),
@@ -68,7 +70,8 @@ MOVIELENS = {
     "random envs": ("mtcrl", {"train.envs": "random"}),
 }
 # The CPU default of notebook 08 runs these (3 seeds); its full mode runs all of DESIGN.
-DESIGN_CPU = ("no normalisation", "lr_graph 1", "G-IRM off", "random envs", "hard gate", "sum reading", "experts")
+DESIGN_CPU = ("no normalisation", "lr_graph 1", "G-IRM off", "random envs", "hard gate", "sum reading", "experts",
+              "channel groups", "MTL (channel groups)")
 
 
 def shift_conditions(methods: dict, strengths, ratio: float = 7 / 9) -> dict:
@@ -84,15 +87,17 @@ def strength_of(label: str) -> float:
 
 
 def run_conditions(dataset: str, conditions: dict, seeds, root, scale: str = "default", overrides=None,
-                   jobs: int = 1, force: bool = False, progress: bool = True) -> dict[str, list[Path]]:
+                   jobs: int = 1, force: bool = False, progress: bool = True, tuned: bool = True
+                   ) -> dict[str, list[Path]]:
     """Train every (condition, seed) (configs validated before any run) -> {label: run directories}. Runs live
     under root/<method>/seed<S>-<config digest>, like sweep.run_grid: a config that two conditions or two studies
-    share (the default data of a shift curve, say) is trained once."""
+    share (the default data of a shift curve, say) is trained once. tuned=False: conditions on top of the registry
+    defaults, ignoring tuning/tuned.json (config.make_config)."""
     from .sweep import run_configs, run_dir
     plan = []
     for label, (method, over) in conditions.items():
         for s in seeds:
-            cfg = make_config(dataset, method, s, scale, {**(overrides or {}), **over})
+            cfg = make_config(dataset, method, s, scale, {**(overrides or {}), **over}, tuned=tuned)
             plan.append((label, cfg, run_dir(root, cfg)))
     dirs = run_configs([p[1] for p in plan], [p[2] for p in plan], force, progress, jobs=jobs,
                        desc=f"{dataset} conditions")

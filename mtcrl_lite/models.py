@@ -24,7 +24,7 @@ from .tasks import Task
 
 
 MODULE_NORMS = ("none", "batch")
-MODULE_FORMS = ("slices", "experts")
+MODULE_FORMS = ("slices", "experts", "channels")
 HEAD_READS = ("concat", "sum")
 GATES = ("sigmoid", "hard")
 
@@ -46,7 +46,10 @@ class ModelConfig:
     # The MT-CRL design space (issue #11; compared in notebook 08, not searched; docs/DECISIONS.md):
     module_form: str = "slices"  # "slices": the K modules are K slices of one projection (Linear / 1x1 conv + ReLU)
                                  # of the trunk; "experts": K separate two-layer branches (trunk -> 2d -> d, ReLU
-                                 # each; a block-diagonal second layer), so no unit is shared between modules
+                                 # each; a block-diagonal second layer), so no unit is shared between modules;
+                                 # "channels" (image inputs, per-sample tasks): the representation is a (W, h, w)
+                                 # map (1x1 conv + ReLU on the last conv stage, not flattened), the modules are its
+                                 # K channel groups (the dense stack's form) and each head is flatten + Linear
     head_read: str = "concat"    # MT-CRL: task t's head reads concat_k(A_tk Z_k) ("concat", width W) or
                                  # sum_k A_tk Z_k ("sum", width d: the modules compete for one head input)
     gate: str = "sigmoid"        # MT-CRL: A = sigmoid(Θ) ("sigmoid"), or a straight-through hard gate ("hard":
@@ -149,10 +152,18 @@ class Encoder(nn.Module):
                 raise ValueError(f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}")
         experts = cfg.module_form == "experts"
         hidden = 2 * cfg.width if experts else cfg.width           # experts: K branches of 2d hidden units
+        self.head_map = None                # (h, w) of the map that per-sample heads flatten ("channels")
+        if cfg.module_form == "channels" and not dense:
+            if isinstance(input_shape, TabularSpec) or len(tuple(input_shape)) != 3:
+                raise ValueError(f"model.module_form = 'channels' needs image inputs (C, H, W), got {input_shape}; "
+                                 "pass --set model.module_form=slices")
+            dense = True                    # the encoder of the dense stack; only the heads differ
         if dense:
             self.trunk, (c, *self.map_size) = conv_stages(tuple(input_shape), tuple(cfg.channels))
             self.proj = nn.Conv2d(c, hidden, 1)
             norm = nn.BatchNorm2d
+            if cfg.module_form == "channels":
+                self.head_map = tuple(self.map_size)
         else:
             self.trunk, c = trunk_for(input_shape, tuple(cfg.channels))
             self.proj = nn.Linear(c, hidden)
@@ -191,11 +202,15 @@ class Decoder(nn.Module):
         return out
 
 
-def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig, in_width: int | None = None) -> nn.ModuleDict:
-    """A Linear head per task on a (B, W) representation, or a Decoder per task on a (B, W, h, w) map
-    (in_width: the heads' input width when it is not W)."""
+def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig, in_width: int | None = None,
+               head_map: tuple[int, int] | None = None) -> nn.ModuleDict:
+    """A Linear head per task on a (B, W) representation, flatten + Linear on a (B, W, h, w) map of per-sample tasks
+    (head_map = (h, w)), or a Decoder per task for dense tasks (in_width: the heads' input width when it is not W)."""
     in_width = in_width or cfg.width
     if not is_dense(tasks):
+        if head_map:
+            n_in = in_width * head_map[0] * head_map[1]
+            return nn.ModuleDict({t.name: nn.Sequential(nn.Flatten(), nn.Linear(n_in, t.n_out)) for t in tasks})
         return nn.ModuleDict({t.name: nn.Linear(in_width, t.n_out) for t in tasks})
     channels = tuple(cfg.decoder_channels) or tuple(reversed(tuple(cfg.channels)))
     if len(channels) != len(tuple(cfg.channels)):
@@ -212,7 +227,7 @@ class SharedMTL(nn.Module):
         self.width = cfg.width
         self.encoder = Encoder(input_shape, cfg, is_dense(tasks), k=n_modules(cfg, len(tasks))
                                if cfg.module_form == "experts" else 1)
-        self.heads = make_heads(input_shape, tasks, cfg)
+        self.heads = make_heads(input_shape, tasks, cfg, head_map=self.encoder.head_map)
 
     def representation(self, x):
         return self.encoder(x)
@@ -271,7 +286,8 @@ class MTCRL(nn.Module):
         self.head_read, self.gate = cfg.head_read, cfg.gate
         self.encoder = Encoder(input_shape, cfg, is_dense(tasks), k=self.k)
         self.theta = nn.Parameter(torch.full((len(tasks), self.k), float(cfg.theta_init)))
-        self.heads = make_heads(input_shape, tasks, cfg, self.d if cfg.head_read == "sum" else cfg.width)
+        self.heads = make_heads(input_shape, tasks, cfg, self.d if cfg.head_read == "sum" else cfg.width,
+                                self.encoder.head_map)
 
     @property
     def graph(self) -> torch.Tensor:

@@ -240,9 +240,33 @@ def _overrides(row) -> dict:
     return {k: typed(cfg, k, row[k]) for k in keys}
 
 
-def _best(table: pd.DataFrame, column: str) -> dict[str, pd.Series]:
+def tuning_table(dataset: str, tuning_dir=None) -> pd.DataFrame:
+    """The committed search table tuning/<dataset>.csv (written by `make tune`)."""
+    path = Path(tuning_dir or TUNED_PATH.parent) / f"{dataset}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: no search has been run for {dataset!r}; run `make tune` "
+                                f"(or python -m mtcrl_lite.search --dataset {dataset} ... --write-tuning)")
+    return pd.read_csv(path)
+
+
+def restrict(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
+    """The draws whose values match `where` ({config key: value}, e.g. {"model.module_norm": "none"}: the draws
+    of one architecture, for a baseline restricted to it). A key that is not a column of the table is an error."""
+    if not where:
+        return table
+    missing = [k for k in where if k not in table.columns]
+    if missing:
+        raise KeyError(f"no column {missing} in the search table; searched fields: {sorted(table.columns)}")
+    keep = pd.Series(True, index=table.index)
+    for k, v in where.items():
+        keep &= table[k].astype(str) == str(v)
+    return table[keep]
+
+
+def _best(table: pd.DataFrame, column: str, where: dict | None = None) -> dict[str, pd.Series]:
     if column not in table.columns:          # no draw finished
         return {}
+    table = restrict(table, where)
     ok = table[(table.status == "ok") & table[column].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
     out = {}
     for method, g in ok.groupby("method", sort=False):
@@ -250,20 +274,22 @@ def _best(table: pd.DataFrame, column: str) -> dict[str, pd.Series]:
     return out
 
 
-def select(table: pd.DataFrame) -> dict[str, dict]:
-    """{method: overrides of its draw with the best val_score} (ties: the lower draw). Validation only."""
-    return {m: _overrides(r) for m, r in _best(table, "val_score").items()}
+def select(table: pd.DataFrame, where: dict | None = None) -> dict[str, dict]:
+    """{method: overrides of its draw with the best val_score} (ties: the lower draw), among the draws matching
+    `where` (see `restrict`; None = all). Validation only."""
+    return {m: _overrides(r) for m, r in _best(table, "val_score", where).items()}
 
 
-def oracle(table: pd.DataFrame) -> dict[str, dict]:
+def oracle(table: pd.DataFrame, where: dict | None = None) -> dict[str, dict]:
     """{method: overrides of its draw with the best test_score}: the test-selected (oracle) configuration, to be
     reported beside the validation-selected result and labelled as such, never as the result."""
-    return {m: _overrides(r) for m, r in _best(table, "test_score").items()}
+    return {m: _overrides(r) for m, r in _best(table, "test_score", where).items()}
 
 
-def selection_summary(table: pd.DataFrame) -> pd.DataFrame:
+def selection_summary(table: pd.DataFrame, where: dict | None = None) -> pd.DataFrame:
     """Per method: draws run and finished, the validation-selected draw with its val/test scores, and the
-    test-selected (oracle) draw with its test score, in columns named oracle_*."""
+    test-selected (oracle) draw with its test score, in columns named oracle_* (draws matching `where` only)."""
+    table = restrict(table, where)
     sel, orc = _best(table, "val_score"), _best(table, "test_score")
     rows = []
     for m, g in table.groupby("method", sort=False):

@@ -97,3 +97,17 @@ def test_paired_table_and_its_text_form():
     assert p.loc[("A", "test", "C"), "mean"] == pytest.approx(2.5)         # +5 % and 0 %
     text = AB.formatted(p, order=["C", "B"])
     assert list(text.index) == ["C", "B"] and text.loc["B", ("A", "val")] == "+10.00 [+10.00, +10.00]"
+
+
+def test_conditions_read_tuned_values_unless_told_not_to(tmp_path, monkeypatch):
+    from mtcrl_lite import config
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"debug": {"mtl": {"values": {"train.lr": 0.005}}}}))
+    monkeypatch.setattr(config, "TUNED_PATH", path)
+    over = {"train.epochs": 1, "model.channels": (4,), "model.width": 8, "train.batch_size": 32}
+    lrs = {}
+    for tuned in (True, False):
+        dirs = AB.run_conditions("debug", {"MTL": ("mtl", {})}, [0], tmp_path / str(tuned), "smoke", over,
+                                 progress=False, tuned=tuned)
+        lrs[tuned] = json.loads((dirs["MTL"][0] / "config.json").read_text())["train"]["lr"]
+    assert lrs == {True: 0.005, False: make_config("debug", "mtl", 0, "smoke", over, tuned=False).train.lr}

@@ -129,6 +129,26 @@ def test_experts_share_no_unit_between_modules():
     assert dense.encoder.expert_out.groups == 2
 
 
+def test_channel_groups_of_a_conv_map_are_the_modules_of_per_sample_heads():
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=(4,), width=8, n_modules=4, module_form="channels", module_norm="batch")
+    m = MTCRL((1, 12, 12), TASKS, cfg)                  # 12 -> conv5 (padded) -> pool -> 6: a (8, 6, 6) map
+    assert m.encoder.head_map == (6, 6) and isinstance(m.encoder.norm, torch.nn.BatchNorm2d)
+    # trunk conv (1*25*4 + 4) + 1x1 projection (4*8 + 8) + graph 2x4 + 2 heads of (8*6*6 inputs -> 10)
+    assert count_parameters(m) == 104 + 40 + 8 + 2 * (288 * 10 + 10)
+    z = m.modules_of(torch.randn(5, 1, 12, 12)).detach()
+    assert z.shape == (5, 4, 2, 6, 6)
+    a = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    z2 = z.clone()
+    z2[:, 1:] = torch.randn_like(z2[:, 1:])             # modules task 0 does not read
+    out, out2 = m.routed_logits(z, a), m.routed_logits(z2, a)
+    assert torch.equal(out["left"], out2["left"]) and not torch.allclose(out["right"], out2["right"])
+    mtl = SharedMTL((1, 12, 12), TASKS, cfg)
+    assert mtl(torch.randn(2, 1, 12, 12))["left"].shape == (2, 10)
+    with pytest.raises(ValueError, match="needs image inputs"):
+        MTCRL((6,), TASKS, ModelConfig(channels=(5,), width=8, module_form="channels"))
+
+
 @pytest.mark.parametrize("key,bad", [("module_form", "trees"), ("head_read", "max"), ("gate", "softmax")])
 def test_design_fields_reject_unknown_values(key, bad):
     with pytest.raises(ValueError, match=f"model.{key} must be one of"):

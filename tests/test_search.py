@@ -84,6 +84,9 @@ def test_tiny_search_table_select_and_tuning_files(tmp_path, monkeypatch):
     tuned = json.loads((tuning / "tuned.json").read_text())["debug"]
     assert set(tuned) == {"mtl", "mtcrl"}
     assert tuned["mtl"]["values"] == S.select(table)["mtl"] and "make tune" in tuned["mtl"]["regenerate"]
+    assert S.select(S.tuning_table("debug", tmp_path / "tuning")) == S.select(table)     # read back from the csv
+    with pytest.raises(FileNotFoundError, match="make tune"):
+        S.tuning_table("movielens", tmp_path / "tuning")
     assert tuned["mtcrl"]["command"].startswith("python -m mtcrl_lite.search --dataset debug")
     # the presets read it: values applied and recorded; a second search run reuses every run
     monkeypatch.setattr(C, "TUNED_PATH", tuning / "tuned.json")
@@ -104,6 +107,21 @@ def test_select_uses_validation_and_oracle_uses_test():
     assert S.oracle(table) == {"mtl": {"train.lr": 1e-3}}
     summary = S.selection_summary(table).loc["mtl"]
     assert summary.selected_draw == 1 and summary.oracle_draw == 0 and summary.draws == 4
+
+
+def test_selection_restricted_to_one_architecture():
+    rows = [{"dataset": "debug", "method": "mtl", "draw": d, "status": "ok", "searched": "model.module_norm train.lr",
+             "model.module_norm": norm, "train.lr": lr, "val_score": v, "test_score": t}
+            for d, norm, lr, v, t in [(0, "batch", 1e-3, 0.9, 0.9), (1, "none", 2e-3, 0.6, 0.3),
+                                      (2, "none", 3e-3, 0.7, 0.2), (3, "batch", 4e-3, 0.5, 0.95)]]
+    table = pd.DataFrame(rows)
+    assert S.select(table)["mtl"]["train.lr"] == 1e-3
+    assert S.select(table, {"model.module_norm": "none"}) == {"mtl": {"model.module_norm": "none", "train.lr": 3e-3}}
+    assert S.oracle(table, {"model.module_norm": "none"})["mtl"]["train.lr"] == 2e-3
+    summary = S.selection_summary(table, {"model.module_norm": "none"}).loc["mtl"]
+    assert summary.draws == 2 and summary.selected_draw == 2 and summary.oracle_draw == 1
+    with pytest.raises(KeyError, match="model.gate"):
+        S.select(table, {"model.gate": "hard"})
 
 
 def test_diverged_draw_is_recorded_and_skipped(tmp_path):
