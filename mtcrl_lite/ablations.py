@@ -45,6 +45,7 @@ DESIGN = {
     "MTL (channel groups)": ("mtl", {"model.module_form": "channels"}),      # the matched baseline of the line above
     "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
     "lambda_dec 1": ("mtcrl", {"hp.lambda_dec": 1.0}),
+    "kernel decorrelation": ("mtcrl", {"hp.dec_kind": "kernel"}),
     "lambda_sps 0.1": ("mtcrl", {"hp.lambda_sps": 0.1}),
     "lambda_bal 1": ("mtcrl", {"hp.lambda_bal": 1.0}),
     "A init 0.5": ("mtcrl", {"model.theta_init": 0.0}),
@@ -66,12 +67,13 @@ MOVIELENS = {
     "sum reading": ("mtcrl", {"model.head_read": "sum"}),
     "hard gate": ("mtcrl", {"model.gate": "hard"}),
     "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
+    "kernel decorrelation": ("mtcrl", {"hp.dec_kind": "kernel"}),
     "G-IRM off": ("mtcrl", {"hp.girm": "none"}),
     "random envs": ("mtcrl", {"train.envs": "random"}),
 }
 # The CPU default of notebook 08 runs these (3 seeds); its full mode runs all of DESIGN.
 DESIGN_CPU = ("no normalisation", "lr_graph 1", "G-IRM off", "random envs", "hard gate", "sum reading", "experts",
-              "channel groups", "MTL (channel groups)")
+              "channel groups", "MTL (channel groups)", "kernel decorrelation")
 
 
 def shift_conditions(methods: dict, strengths, ratio: float = 7 / 9) -> dict:

@@ -192,7 +192,7 @@ class RunConfig:
 
 LATER_FIELDS = {"hp.graph_trainable": True, "train.envs": "dataset", "train.schedule": "constant",
                 "model.module_form": "slices", "model.head_read": "concat", "model.gate": "sigmoid",
-                "data.style": "taskonomy"}
+                "data.style": "taskonomy", "hp.dec_kind": "corr"}
 
 
 SECTIONS = ("data", "model", "train", "hp")

@@ -33,6 +33,9 @@ class NoHParams:
 @dataclass
 class MTCRLHParams:
     lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec")
+    dec_kind: str = hp("corr", doc="L_dec: 'corr' (the squared cross-correlation between modules, ours) or "
+                       "'kernel' (Gaussian-kernel CKA between modules, losses.kernel_dependence; design space, "
+                       "not searched)")
     lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)")
     lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph")
     lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in")
@@ -164,7 +167,10 @@ class MTCRLMethod(Method):
         w = present.to(risks.dtype)
         task_risk = (risks * w).sum(0) / w.sum(0).clamp_min(1)        # mean over environments with labels
         terms = {f"task/{t.name}": task_risk[i] for i, t in enumerate(self.tasks)}
-        terms["dec"] = h.lambda_dec * L.decorrelation(z)
+        if h.dec_kind not in L.DECORRELATIONS:
+            raise ValueError(f"hp.dec_kind must be one of {sorted(L.DECORRELATIONS)}, got {h.dec_kind!r}; "
+                             "pass --set hp.dec_kind=corr")
+        terms["dec"] = h.lambda_dec * L.DECORRELATIONS[h.dec_kind](z)
         terms["graph"] = L.graph_regularizer(a, h.lambda_sps, h.lambda_bal)
         return terms, env, risks, present, z, copies, inputs
 

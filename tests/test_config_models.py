@@ -155,7 +155,15 @@ def test_design_fields_reject_unknown_values(key, bad):
         MTCRL((6,), TASKS, ModelConfig(channels=(5,), width=8, **{key: bad}))
 
 
+def test_unknown_decorrelation_kind_is_a_clear_error(tmp_path):
+    from mtcrl_lite.train import run
+    cfg = make_config("debug", "mtcrl", 0, "smoke", {"hp.dec_kind": "hsic", "train.epochs": 1})
+    with pytest.raises(ValueError, match="hp.dec_kind must be one of"):
+        run(cfg, tmp_path / "r", progress=False)
+
+
 def test_design_fields_at_their_defaults_keep_old_digests():
     cfg = make_config("multimnist", "mtcrl")
+    assert cfg.digest() == make_config("multimnist", "mtcrl", overrides={"hp.dec_kind": "corr"}).digest()
     assert cfg.digest() == make_config("multimnist", "mtcrl", overrides={"model.gate": "sigmoid"}).digest()
     assert cfg.digest() != make_config("multimnist", "mtcrl", overrides={"model.gate": "hard"}).digest()

@@ -98,3 +98,43 @@ def test_penalties_are_differentiable_through_the_graph_logits():
         assert g.abs().sum() > 0
     g, = torch.autograd.grad(L.graph_regularizer(a, 0.1, 0.5), theta)
     assert g.abs().sum() > 0
+
+
+def _cka_by_loops(a, b):
+    """Kernel CKA of two (B,) samples written out entry by entry (Gaussian kernel, median-distance bandwidth)."""
+    n = len(a)
+
+    def kernel(x):
+        d2 = [[(x[i] - x[j]) ** 2 for j in range(n)] for i in range(n)]
+        off = sorted(d2[i][j] for i in range(n) for j in range(n) if i != j)
+        m = off[len(off) // 2] if len(off) % 2 else off[len(off) // 2 - 1]   # torch.median: the lower middle
+        k = [[math.exp(-d2[i][j] / (2 * m)) for j in range(n)] for i in range(n)]
+        row = [sum(r) / n for r in k]
+        tot = sum(row) / n
+        return [[k[i][j] - row[i] - row[j] + tot for j in range(n)] for i in range(n)]
+    ka, kb = kernel(a), kernel(b)
+    dot = lambda p, q: sum(p[i][j] * q[i][j] for i in range(n) for j in range(n))
+    return dot(ka, kb) / math.sqrt(dot(ka, ka) * dot(kb, kb))
+
+
+def test_kernel_dependence_by_loops_and_its_invariances():
+    a, b = [0.0, 1.0, 3.0, -2.0, 0.5], [1.0, -1.0, 0.0, 2.0, 4.0]
+    z = torch.tensor([a, b], dtype=torch.float64).T.unsqueeze(-1)          # (B = 5, K = 2, d = 1)
+    assert L.kernel_dependence(z).item() == pytest.approx(_cka_by_loops(a, b), rel=1e-10)
+    same = torch.tensor([a, [3 * v + 1 for v in a]], dtype=torch.float64).T.unsqueeze(-1)
+    assert L.kernel_dependence(same).item() == pytest.approx(1.0)          # shift and scale do not hide a copy
+
+
+def test_kernel_dependence_sees_what_the_correlation_misses():
+    x = torch.linspace(-1, 1, 41, dtype=torch.float64)
+    z = torch.stack([x, x ** 2], 1).unsqueeze(-1)                          # Z_2 = Z_1^2: uncorrelated, dependent
+    assert L.decorrelation(z).item() == pytest.approx(0.0, abs=1e-12)
+    assert L.kernel_dependence(z).item() > 0.2
+    g = torch.Generator().manual_seed(0)
+    indep = torch.randn(400, 2, 1, generator=g, dtype=torch.float64)
+    assert L.kernel_dependence(indep).item() < 0.02
+    theta = torch.randn(6, 3, 2, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)   # feature-map modules
+    L.kernel_dependence(theta, max_rows=50).backward()
+    assert torch.isfinite(theta.grad).all() and theta.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="at least 3"):
+        L.kernel_dependence(torch.zeros(2, 2, 1))

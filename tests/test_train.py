@@ -257,7 +257,8 @@ def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
 @pytest.mark.parametrize("variant", [{"model.head_read": "sum"}, {"model.gate": "hard"},
                                      {"model.module_form": "experts"}, {"model.module_form": "experts",
                                                                         "model.module_norm": "batch"},
-                                     {"model.module_form": "channels", "model.module_norm": "batch"}])
+                                     {"model.module_form": "channels", "model.module_norm": "batch"},
+                                     {"hp.dec_kind": "kernel"}])
 @pytest.mark.parametrize("method", ["mtcrl", "mtcrl-norm"])
 def test_design_variants_train_with_girm_active(tmp_path, method, variant):
     cfg = cfg_for(method, **{"hp.anneal_steps": 0, "train.epochs": 1, **variant})
