@@ -44,7 +44,7 @@ test: data
 # = ~1.7 h, MovieLens 9 x 8 x ~12 s = ~15 min; ~2 h in all.
 tune: data
 	$(BIN)/python -m mtcrl_lite.search --dataset multimnist --methods $(ALL_METHODS) --draws 12 \
-	  --out results/tuning/multimnist --jobs 2 --write-tuning
+	  --out results/tuning/multimnist --jobs 2 --set train.device=auto --write-tuning
 	$(BIN)/python -m mtcrl_lite.search --dataset movielens --methods $(ALL_METHODS) --draws 8 \
 	  --out results/tuning/movielens --write-tuning
 
