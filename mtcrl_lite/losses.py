@@ -34,22 +34,24 @@ def decorrelation(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (corr.pow(2) * off).sum() / off.sum()
 
 
-def kernel_dependence(z: torch.Tensor, max_rows: int = 512) -> torch.Tensor:
+def kernel_dependence(z: torch.Tensor, max_rows: int = 256) -> torch.Tensor:
     """L_dec alternative (ours; model design space, hp.dec_kind = "kernel"): the mean over module pairs i < j of the
     kernel CKA between Z_i and Z_j, HSIC(K_i, K_j) / sqrt(HSIC(K_i, K_i) HSIC(K_j, K_j)) (Gretton et al. 2005;
     Kornblith et al. 2019), with Gaussian kernels K_k = exp(-||z - z'||^2 / (2 s_k^2)), s_k = the median distance
     between the batch's rows of module k (the median heuristic, held constant in the gradient). Unlike the
     cross-correlation it sees non-linear dependence; 0 = independent, 1 = the same kernel matrix.
 
-    z: (B, K, d), or (B, K, d, *spatial) whose positions count as samples; then at most max_rows rows, evenly
-    spaced, enter the B' x B' kernels.
+    z: (B, K, d), or (B, K, d, *spatial) whose positions count as samples; at most max_rows rows, evenly spaced,
+    enter the B' x B' kernels (cost O(K B'^2 d)). The median is taken over the non-zero distances (ReLU modules
+    that are mostly zero would otherwise get a zero bandwidth and no gradient); a module constant over the batch
+    has no dependence to measure (its kernel centres to 0, and its pairs count 0).
     """
     if z.dim() < 3:
         raise ValueError(f"kernel_dependence expects modules of shape (B, K, d[, h, w]), got {tuple(z.shape)}")
     if z.dim() > 3:
         z = z.flatten(3).permute(0, 3, 1, 2).reshape(-1, z.shape[1], z.shape[2])
-        if len(z) > max_rows:
-            z = z[torch.linspace(0, len(z) - 1, max_rows, device=z.device).long()]
+    if len(z) > max_rows:
+        z = z[torch.linspace(0, len(z) - 1, max_rows, device=z.device).long()]
     b, k, _ = z.shape
     if k < 2:
         return z.new_zeros(())
@@ -57,14 +59,18 @@ def kernel_dependence(z: torch.Tensor, max_rows: int = 512) -> torch.Tensor:
         raise ValueError("kernel_dependence needs a batch of at least 3 samples")
     sq = torch.cdist(z.transpose(0, 1), z.transpose(0, 1)).pow(2)               # (K, B, B) squared distances
     off = ~torch.eye(b, dtype=torch.bool, device=z.device)
-    s2 = torch.stack([q[off].median() for q in sq.detach()]).clamp_min(1e-12)  # median squared distance
+    s2 = torch.stack([_median_nonzero(q[off]) for q in sq.detach()])         # median squared distance
     kern = torch.exp(-sq / (2 * s2[:, None, None]))
-    h = torch.eye(b, dtype=z.dtype, device=z.device) - 1.0 / b
-    kc = h @ kern @ h                                                          # centred kernels
+    kc = kern - kern.mean(1, keepdim=True) - kern.mean(2, keepdim=True) + kern.mean((1, 2), keepdim=True)  # H K H
     hsic = torch.einsum("iab,jab->ij", kc, kc)                                # (K, K), up to 1/(B-1)^2
     cka = hsic / (hsic.diagonal().clamp_min(1e-12).sqrt()[:, None] * hsic.diagonal().clamp_min(1e-12).sqrt()[None])
     i, j = torch.triu_indices(k, k, 1, device=z.device)
     return cka[i, j].mean()
+
+
+def _median_nonzero(d2: torch.Tensor) -> torch.Tensor:
+    nz = d2[d2 > 0]
+    return nz.median() if len(nz) else d2.new_ones(())
 
 
 DECORRELATIONS = {"corr": decorrelation, "kernel": kernel_dependence}

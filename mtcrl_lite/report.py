@@ -36,6 +36,8 @@ PAPER = {
     "mtcrl-norm": [7.8, 1.0, 6.5, 2.9, 8.0, 5.2],
     "mtcrl": [8.1, 1.1, 7.1, 2.8, 8.2, 5.5],
 }
+
+
 def t975(df: int) -> float:
     """The two-sided 95 % Student t quantile with `df` degrees of freedom (scipy.stats.t)."""
     if df < 1:

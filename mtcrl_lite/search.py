@@ -242,7 +242,8 @@ def _overrides(row) -> dict:
 
 def tuning_table(dataset: str, tuning_dir=None) -> pd.DataFrame:
     """The committed search table tuning/<dataset>.csv (written by `make tune`)."""
-    path = Path(tuning_dir or TUNED_PATH.parent) / f"{dataset}.csv"
+    from . import config
+    path = Path(tuning_dir or config.TUNED_PATH.parent) / f"{dataset}.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: no search has been run for {dataset!r}; run `make tune` "
                                 f"(or python -m mtcrl_lite.search --dataset {dataset} ... --write-tuning)")
@@ -251,15 +252,23 @@ def tuning_table(dataset: str, tuning_dir=None) -> pd.DataFrame:
 
 def restrict(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
     """The draws whose values match `where` ({config key: value}, e.g. {"model.module_norm": "none"}: the draws
-    of one architecture, for a baseline restricted to it). A key that is not a column of the table is an error."""
+    of one architecture, for a baseline restricted to it); numbers compare as numbers (8 matches a column read as
+    8.0). A key that is not a column of the table, or a `where` that no draw matches, is an error."""
     if not where:
         return table
     missing = [k for k in where if k not in table.columns]
     if missing:
-        raise KeyError(f"no column {missing} in the search table; searched fields: {sorted(table.columns)}")
+        fields = sorted(c for c in table.columns if "." in c and not c.startswith(("val/", "test/")))
+        raise KeyError(f"no column {missing} in the search table; its config fields: {fields}")
     keep = pd.Series(True, index=table.index)
     for k, v in where.items():
-        keep &= table[k].astype(str) == str(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            keep &= pd.to_numeric(table[k], errors="coerce") == float(v)
+        else:
+            keep &= table[k].astype(str) == str(v)
+    if not keep.any():
+        raise ValueError(f"no draw of the search table ({', '.join(sorted(set(table.method)))}) has {where}; "
+                         f"values present: { {k: sorted(set(table[k].astype(str))) for k in where} }")
     return table[keep]
 
 

@@ -157,13 +157,19 @@ def test_design_fields_reject_unknown_values(key, bad):
 
 def test_unknown_decorrelation_kind_is_a_clear_error(tmp_path):
     from mtcrl_lite.train import run
-    cfg = make_config("debug", "mtcrl", 0, "smoke", {"hp.dec_kind": "hsic", "train.epochs": 1})
+    with pytest.raises(ValueError, match="hp.dec_kind = 'hsic' is not one of"):
+        make_config("debug", "mtcrl", 0, "smoke", {"hp.dec_kind": "hsic"})
+    cfg = make_config("debug", "mtcrl", 0, "smoke", {"train.epochs": 1})
+    cfg.hp.dec_kind = "hsic"                              # set after validation: the method refuses it too
     with pytest.raises(ValueError, match="hp.dec_kind must be one of"):
         run(cfg, tmp_path / "r", progress=False)
 
 
 def test_design_fields_at_their_defaults_keep_old_digests():
     cfg = make_config("multimnist", "mtcrl")
-    assert cfg.digest() == make_config("multimnist", "mtcrl", overrides={"hp.dec_kind": "corr"}).digest()
+    # the digest of the default MT-CRL run that notebooks 06 and 08 trained before hp.dec_kind, model.module_form,
+    # model.head_read and model.gate existed (results/08_ablations/runs/mtcrl/seed0-d94de8802b)
+    pinned = make_config("multimnist", "mtcrl", 0, "default", {"train.device": "auto"}, tuned=False)
+    assert pinned.digest() == "d94de8802b"
     assert cfg.digest() == make_config("multimnist", "mtcrl", overrides={"model.gate": "sigmoid"}).digest()
     assert cfg.digest() != make_config("multimnist", "mtcrl", overrides={"model.gate": "hard"}).digest()

@@ -138,3 +138,13 @@ def test_kernel_dependence_sees_what_the_correlation_misses():
     assert torch.isfinite(theta.grad).all() and theta.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="at least 3"):
         L.kernel_dependence(torch.zeros(2, 2, 1))
+
+
+def test_kernel_dependence_keeps_a_gradient_for_mostly_zero_modules():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 1, generator=g, dtype=torch.float64)
+    z = torch.relu(torch.cat([x, x + 0.1 * torch.randn(64, 1, generator=g, dtype=torch.float64)], 1) - 1.2)
+    z = z.unsqueeze(-1).requires_grad_(True)              # most rows 0 in both modules: median distance 0
+    loss = L.kernel_dependence(z)
+    loss.backward()
+    assert loss.item() > 0.3 and z.grad.abs().sum() > 0

@@ -33,7 +33,7 @@ def test_rows_follow_the_split_order():
     rows = M.manifest_rows(SCENES, TRAIN, TEST)
     assert rows[:2] == [("train", 0, "kids_room"), ("train", 1, "bedroom")]
     assert rows[8] == ("val", 0, "office") and len(rows) == 14
-    with pytest.raises(ValueError, match=r"frames \[16\] outside 1..16"):
+    with pytest.raises(ValueError, match=r"frames \[17\] \(1-based\) outside 1..16"):
         M.manifest_rows(SCENES, TRAIN, [16])
 
 
@@ -54,6 +54,8 @@ def test_written_manifest_splits_the_loader_by_scene_type(official, tmp_path):
 
 def test_wrong_files_and_a_copy_of_another_size_are_clear_errors(official, tmp_path):
     labeled, splits = official
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        M.read_scene_types(tmp_path / "missing.mat")
     with pytest.raises(ValueError, match="not an HDF5"):
         M.read_scene_types(splits)                      # the v5 splits file where the labelled set belongs
     with pytest.raises(ValueError, match="no trainNdxs or testNdxs"):

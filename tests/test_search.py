@@ -122,6 +122,10 @@ def test_selection_restricted_to_one_architecture():
     assert summary.draws == 2 and summary.selected_draw == 2 and summary.oracle_draw == 1
     with pytest.raises(KeyError, match="model.gate"):
         S.select(table, {"model.gate": "hard"})
+    table["train.lr"] = table["train.lr"].astype(object).where(table.draw != 2, "0.003")   # as read from a csv
+    assert list(S.restrict(table, {"train.lr": 3e-3}).draw) == [2]             # numbers compare as numbers
+    with pytest.raises(ValueError, match="no draw .* has {'model.module_norm': 'group'}"):
+        S.select(table, {"model.module_norm": "group"})
 
 
 def test_diverged_draw_is_recorded_and_skipped(tmp_path):

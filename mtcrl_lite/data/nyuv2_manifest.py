@@ -28,6 +28,9 @@ def read_scene_types(path) -> list[str]:
     """The `sceneTypes` strings of the official labelled .mat (HDF5), in frame order."""
     import h5py
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; expected the official nyu_depth_v2_labeled.mat from "
+                                "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -46,6 +49,8 @@ def read_official_split(path) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) 0-based frame numbers from the official splits.mat (trainNdxs, testNdxs, 1-based)."""
     from scipy.io import loadmat
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; expected the official NYUv2 splits.mat (trainNdxs, testNdxs)")
     m = loadmat(path)
     missing = [k for k in ("trainNdxs", "testNdxs") if k not in m]
     if missing:
@@ -57,9 +62,10 @@ def manifest_rows(scene_types, train, test) -> list[tuple[str, int, str]]:
     """(split, index, scene type): MTAN's train/{i} = frame train[i], val/{i} = frame test[i] (0-based frames)."""
     n = len(scene_types)
     for name, idx in (("train", train), ("test", test)):
-        bad = [int(i) for i in idx if not 0 <= i < n]
+        bad = [int(i) + 1 for i in idx if not 0 <= i < n]
         if bad:
-            raise ValueError(f"the {name} split names frames {bad[:5]} outside 1..{n} (1-based)")
+            raise ValueError(f"the {name} split names frames {bad[:5]} (1-based) outside 1..{n}: the split and the "
+                             f"labelled file do not belong together")
     return ([("train", i, scene_types[f]) for i, f in enumerate(train)]
             + [("val", i, scene_types[f]) for i, f in enumerate(test)])
 
