@@ -360,9 +360,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
                 rule = rules[key] if finite or rules[key] == FREE else f"finite and {rules[key]}"
                 bad.append(f"{key} = {value!r} is out of range ({each}must be {rule}); "
                            f"pass --set {key}=<{'a finite value' if rules[key] == FREE else f'{what} {rules[key]}'}>")
+    from .losses import DECORRELATIONS                 # the one list of L_dec kinds
     dec_kind = getattr(cfg.hp, "dec_kind", None)
-    if dec_kind is not None and dec_kind not in ("corr", "kernel"):
-        bad.append(f"hp.dec_kind = {dec_kind!r} is not one of ('corr', 'kernel'); pass --set hp.dec_kind=corr")
+    if dec_kind is not None and dec_kind not in DECORRELATIONS:
+        bad.append(f"hp.dec_kind = {dec_kind!r} is not one of {tuple(DECORRELATIONS)}; pass --set hp.dec_kind=corr")
     if cfg.train.schedule not in SCHEDULES:
         bad.append(f"train.schedule = {cfg.train.schedule!r} is not one of {SCHEDULES}; "
                    f"pass --set train.schedule=cosine (or constant)")

@@ -63,7 +63,8 @@ def kernel_dependence(z: torch.Tensor, max_rows: int = 256) -> torch.Tensor:
     kern = torch.exp(-sq / (2 * s2[:, None, None]))
     kc = kern - kern.mean(1, keepdim=True) - kern.mean(2, keepdim=True) + kern.mean((1, 2), keepdim=True)  # H K H
     hsic = torch.einsum("iab,jab->ij", kc, kc)                                # (K, K), up to 1/(B-1)^2
-    cka = hsic / (hsic.diagonal().clamp_min(1e-12).sqrt()[:, None] * hsic.diagonal().clamp_min(1e-12).sqrt()[None])
+    scale = hsic.diagonal().clamp_min(1e-12).sqrt()
+    cka = hsic / (scale[:, None] * scale[None])
     i, j = torch.triu_indices(k, k, 1, device=z.device)
     return cka[i, j].mean()
 
