@@ -14,6 +14,12 @@ ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm
 
 .PHONY: venv data reproduce test tune bench clean
 
+# cffconvert (CITATION.cff's validator) in its own environment: it pins jsonschema<4, jupyter needs >=4.
+.venv-cff/.installed: requirements-cff.txt
+	test -x .venv-cff/bin/python || $(PYTHON) -m venv .venv-cff
+	.venv-cff/bin/python -m pip install -q --no-deps -r requirements-cff.txt
+	touch $@
+
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
@@ -32,8 +38,8 @@ reproduce: data
 	  $(BIN)/papermill --cwd notebooks $$nb results/$$(basename $$nb) $(PAPERMILL_ARGS); \
 	done
 
-test: data
-	MTCRL_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+test: data .venv-cff/.installed
+	MTCRL_CFFCONVERT=.venv-cff/bin/cffconvert MTCRL_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
 
 # The equal-budget search of the fidelity issue (docs/DECISIONS.md, "Search protocol"); not part of `reproduce`.
 # Every method gets the same number of draws from the ranges in the configs' field metadata, one seed, the
