@@ -58,8 +58,9 @@ def routing_graphs(run_dirs, task_names):
     if not runs:
         return None
     n_cols = max(len(v) for v in runs.values())
-    fig, axes = plt.subplots(len(runs), n_cols, figsize=(2.6 * n_cols + 1, len(runs) * (0.4 * len(task_names) + 1.0)),
-                             squeeze=False)
+    k = max(a.shape[1] for v in runs.values() for a in v.values())          # columns wide enough for K numbers
+    fig, axes = plt.subplots(len(runs), n_cols, figsize=((0.32 * k + 0.9) * n_cols + 1,
+                                                         len(runs) * (0.4 * len(task_names) + 1.0)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for row, (method, by_seed) in zip(axes, runs.items()):
