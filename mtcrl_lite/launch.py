@@ -82,6 +82,7 @@ def launch(fn: Callable, work: list[tuple], jobs: int, launcher: str = "local", 
         for job in submitted:
             out.append(job.result())
             bar.update()
+        bar.close()
         return out
     results: list = [None] * len(work)
     pending, running = list(enumerate(work)), {}
