@@ -67,6 +67,7 @@ bench: venv
 	$(BIN)/python benchmarks/step_time.py
 	$(BIN)/python benchmarks/scenes.py
 	$(BIN)/python benchmarks/step_time.py --dataset scenes --batch 64
+	$(BIN)/python benchmarks/sweep_throughput.py
 	$(BIN)/python benchmarks/eval_memory.py
 
 clean:
