@@ -17,7 +17,7 @@ from mtcrl_lite.sweep import run_configs
 
 
 def strip_times(rows):
-    return [{k: v for k, v in r.items() if "time" not in k} for r in rows]
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
 
 
 def main(argv=None):
