@@ -19,7 +19,7 @@ from . import losses as L
 from . import mtcrl as C
 from . import surgery as S
 from .hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
-from .mtcrl import MTCRLHParams  # noqa: F401  (re-exported: methods.MTCRLHParams as before)
+from .mtcrl import MTCRLHParams
 from .tasks import Task
 
 
