@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11, pip and npm:
 #   make reproduce   # .venv, data, every built notebook executed with papermill into results/
 #   make test        # .venv, data, unit tests + every notebook in smoke mode under nbval
+#   make lab         # JupyterLab on .venv with the kernel "mtcrl-lite (.venv)" (LAB_PORT=8888)
 #   make tune        # (separate, long) the equal-budget hyper-parameter search -> tuning/ (see below)
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,13 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
 PAPERMILL_ARGS ?=
 ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm
 
-.PHONY: venv data reproduce test tune bench clean
+.PHONY: venv data reproduce test tune bench clean lab
+
+# cffconvert (CITATION.cff's validator) in its own environment: it pins jsonschema<4, jupyter needs >=4.
+.venv-cff/.installed: requirements-cff.txt
+	test -x .venv-cff/bin/python || $(PYTHON) -m venv .venv-cff
+	.venv-cff/bin/python -m pip install -q --no-deps -r requirements-cff.txt
+	touch $@
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +39,8 @@ reproduce: data
 	  $(BIN)/papermill --cwd notebooks $$nb results/$$(basename $$nb) $(PAPERMILL_ARGS); \
 	done
 
-test: data
-	MTCRL_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+test: data .venv-cff/.installed
+	MTCRL_CFFCONVERT=.venv-cff/bin/cffconvert MTCRL_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
 
 # The equal-budget search of the fidelity issue (docs/DECISIONS.md, "Search protocol"); not part of `reproduce`.
 # Every method gets the same number of draws from the ranges in the configs' field metadata, one seed, the
@@ -48,11 +55,19 @@ tune: data
 	$(BIN)/python -m mtcrl_lite.search --dataset movielens --methods $(ALL_METHODS) --draws 8 \
 	  --out results/tuning/movielens --write-tuning
 
+# JupyterLab on the repository's environment, with its own named kernel ("mtcrl-lite (.venv)"), opened on notebooks/.
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+lab: data
+	$(BIN)/python -m ipykernel install --sys-prefix --name mtcrl-lite --display-name "mtcrl-lite (.venv)"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
 bench: venv
 	$(BIN)/python benchmarks/generator.py
 	$(BIN)/python benchmarks/step_time.py
 	$(BIN)/python benchmarks/scenes.py
 	$(BIN)/python benchmarks/step_time.py --dataset scenes --batch 64
+	$(BIN)/python benchmarks/sweep_throughput.py
 	$(BIN)/python benchmarks/eval_memory.py
 
 clean:

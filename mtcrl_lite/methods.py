@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from . import losses as L
+from . import mtcrl as C
 from . import surgery as S
 from .hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
+from .mtcrl import MTCRLHParams
 from .tasks import Task
 
 
@@ -28,27 +30,6 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass
 class NoHParams:
     pass
-
-
-@dataclass
-class MTCRLHParams:
-    lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec")
-    dec_kind: str = hp("corr", doc="L_dec: 'corr' (the squared cross-correlation between modules, ours) or "
-                       "'kernel' (Gaussian-kernel CKA between modules, losses.kernel_dependence; design space, "
-                       "not searched)")
-    lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)")
-    lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph")
-    lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in")
-    girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
-    anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
-    lr_graph: float = hp(1.0, 1.0, 100.0, "learning rate of the routing logits Θ as a multiple of train.lr")
-    girm_grad: str = hp("exact", doc="'exact': dR_t^e/dA by double backward through the heads, the penalty's "
-                        "gradient reaches every parameter; 'first_order' (ours, for dense decoders): the same dR_t^e/dA "
-                        "values read off the main backward pass, the penalty's gradient reaching the encoder through "
-                        "the modules Z only (the heads' second derivatives are dropped)")
-    graph_trainable: bool = hp(True, doc="False: the routing logits Θ stay at model.theta_init (the frozen-A "
-                               "control: MT-CRL's architecture and losses with A fixed; G-IRM still penalises "
-                               "dR/dA through the encoder and heads)")
 
 
 class Method(nn.Module):
@@ -116,75 +97,22 @@ class STL(ERM):
 
 
 class MTCRLMethod(Method):
-    """MT-CRL (Hu et al. 2022): Σ_t R_t + λ_dec L_dec + L_graph + λ_G L_G-IRM (METHOD.md §3).
-
-    The task risk is the mean over environments of the per-environment risks R_t^e (over the environments whose
-    batch holds labels of task t; see Task for missing labels). For G-IRM the graph A
-    is repeated once per environment and each sample reads its environment's copy, so one call of
-    autograd.grad(Σ R, copies, create_graph=True) yields every dR_t^e/dA_t, shape (E, T, K).
-    """
+    """MT-CRL (Hu et al. 2022) under the package's contract; the objective is mtcrl.mtcrl_loss (one
+    implementation, also the public entry point for your own model), plus first-order G-IRM for dense decoders."""
     model_kind = "mtcrl"
     hparams_cls = MTCRLHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
         super().__init__(model, tasks, hparams, lr, weight_decay, envs)
-        if hparams.lr_graph <= 0:
-            raise ValueError(f"hp.lr_graph must be > 0 (a multiple of train.lr), got {hparams.lr_graph}")
-        # Adam moves each parameter by about lr per step, so at lr 1e-3 the logits Θ can travel at most ~1 in
-        # 1,000 steps: A = sigmoid(Θ) then cannot leave its start. hp.lr_graph gives Θ its own learning rate.
         model.theta.requires_grad_(bool(hparams.graph_trainable))     # frozen-A control: Θ never moves
-        theta = [model.theta]
-        rest = [p for p in model.parameters() if p is not model.theta]
-        self.optimizer = torch.optim.Adam([{"params": rest}, {"params": theta, "lr": lr * hparams.lr_graph}],
-                                          lr=lr, weight_decay=weight_decay)
-
-    def _forward(self, batches, per_sample_graph: bool):
-        """Task, decorrelation and graph terms, and what G-IRM needs: (terms, env, risks, present, z, graph copies
-        or None, head inputs {task: u_t})."""
-        h = self.hp
-        if h.girm not in ("none", *L.GIRM_PENALTIES):
-            raise ValueError(f"hp.girm must be 'var', 'norm' or 'none', got {h.girm!r}")
-        if h.girm_grad not in ("exact", "first_order"):
-            raise ValueError(f"hp.girm_grad must be 'exact' or 'first_order', got {h.girm_grad!r}")
-        if h.girm_grad == "first_order" and getattr(self.model, "head_read", "concat") != "concat":
-            raise ValueError("hp.girm_grad = 'first_order' reads dR/dA off concatenated head inputs; with "
-                             "model.head_read = 'sum' pass --set hp.girm_grad=exact")
-        x, y = concat(batches)
-        env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long, device=x.device)
-                         for i, b in enumerate(batches.values())])
-        m = self.model
-        z = m.modules_of(x)
-        a = m.graph
-        copies = a.unsqueeze(0).repeat(len(batches), 1, 1) if per_sample_graph else None   # (E, T, K)
-        if copies is not None and not copies.requires_grad:      # frozen A: G-IRM still needs dR/dA
-            copies.requires_grad_(True)
-        inputs = m.route(z, copies[env] if per_sample_graph else a)       # per-sample graph (B, T, K) or (T, K)
-        logits = {name: m.heads[name](u) for name, u in inputs.items()}
-        per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
-        labelled = torch.stack([t.labelled(y[t.name]) for t in self.tasks], 1)          # (B, T)
-        risks = L.env_task_risks(per_sample, env, len(batches), labelled)             # (E, T)
-        present = L.env_task_counts(labelled, env, len(batches)) > 0                  # (E, T)
-        w = present.to(risks.dtype)
-        task_risk = (risks * w).sum(0) / w.sum(0).clamp_min(1)        # mean over environments with labels
-        terms = {f"task/{t.name}": task_risk[i] for i, t in enumerate(self.tasks)}
-        if h.dec_kind not in L.DECORRELATIONS:
-            raise ValueError(f"hp.dec_kind must be one of {sorted(L.DECORRELATIONS)}, got {h.dec_kind!r}; "
-                             "pass --set hp.dec_kind=corr")
-        terms["dec"] = h.lambda_dec * L.DECORRELATIONS[h.dec_kind](z)
-        terms["graph"] = L.graph_regularizer(a, h.lambda_sps, h.lambda_bal)
-        return terms, env, risks, present, z, copies, inputs
+        self.optimizer = torch.optim.Adam(C.param_groups(model, lr, hparams.lr_graph), lr=lr,
+                                          weight_decay=weight_decay)
 
     def girm_weight(self, step: int) -> float:
-        h = self.hp
-        return 0.0 if h.girm == "none" or step < h.anneal_steps else float(h.lambda_girm)
+        return C.girm_weight(self.hp, step)
 
     def objective(self, batches, step):
-        weight = self.girm_weight(step)
-        terms, _, risks, present, _, copies, _ = self._forward(batches, per_sample_graph=weight > 0)
-        if weight > 0:
-            grads, = torch.autograd.grad(risks.sum(), copies, create_graph=True)
-            terms["girm"] = weight * L.GIRM_PENALTIES[self.hp.girm](grads, present)
-        return terms
+        return C.mtcrl_loss(self.model, self.tasks, batches, self.hp, step)
 
     def update(self, batches, step):
         if self.girm_weight(step) == 0 or self.hp.girm_grad == "exact":
@@ -205,7 +133,7 @@ class MTCRLMethod(Method):
            encoder: the first term gives A and the encoder the task gradients they would get from a full backward.
         """
         weight = self.girm_weight(step)
-        terms, env, risks, present, z, _, inputs = self._forward(batches, per_sample_graph=False)
+        terms, env, risks, present, z, _, inputs = C.forward(self.model, self.tasks, self.hp, batches, False)
         check_finite(terms, step)
         us = list(inputs.values())
         heads = [p for p in self.model.heads.parameters() if p.requires_grad]

@@ -1,9 +1,11 @@
-"""The figures the notebooks show. Each function takes plain data and returns a matplotlib Figure."""
+"""The figures the notebooks show. Each function takes plain data and returns a matplotlib Figure; heatmaps and
+spread over seeds are drawn with seaborn."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from .results import final_graphs
 
@@ -56,20 +58,20 @@ def routing_graphs(run_dirs, task_names):
     if not runs:
         return None
     n_cols = max(len(v) for v in runs.values())
-    fig, axes = plt.subplots(len(runs), n_cols, figsize=(2.6 * n_cols + 1, len(runs) * (0.4 * len(task_names) + 1.0)),
-                             squeeze=False)
+    k = max(a.shape[1] for v in runs.values() for a in v.values())          # columns wide enough for K numbers
+    fig, axes = plt.subplots(len(runs), n_cols, figsize=((0.32 * k + 0.9) * n_cols + 1,
+                                                         len(runs) * (0.4 * len(task_names) + 1.0)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for row, (method, by_seed) in zip(axes, runs.items()):
         for ax, (seed, a) in zip(row, sorted(by_seed.items())):
             ax.axis("on")
-            im = ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
+            sns.heatmap(a, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"fontsize": 6},
+                        cbar=False, square=True, ax=ax, yticklabels=task_names,
+                        xticklabels=[f"Z{k}" for k in range(a.shape[1])])
             ax.set_title(f"{method} seed {seed}", fontsize=8)
-            ax.set_yticks(range(len(task_names)), task_names, fontsize=7)
-            ax.set_xticks(range(a.shape[1]), [f"Z{k}" for k in range(a.shape[1])], fontsize=7)
-            for (i, j), v in np.ndenumerate(a):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+            ax.tick_params(labelsize=7, rotation=0)
+    fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), "viridis"), ax=axes.ravel().tolist(), shrink=0.8)
     return fig
 
 
@@ -97,13 +99,11 @@ def similarity_heatmap(s: np.ndarray, names: list[str], order=None, title: str =
     order = np.arange(len(names)) if order is None else np.asarray(order)
     m = np.asarray(s)[np.ix_(order, order)]
     fig, ax = plt.subplots(figsize=(0.55 * len(names) + 2, 0.55 * len(names) + 1))
-    im = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r")
     labels = [names[i] for i in order]
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if abs(v) > 0.6 else "k")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    sns.heatmap(m, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", annot_kws={"fontsize": 6}, square=True,
+                xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.8}, ax=ax)
+    ax.tick_params(labelsize=8)
+    ax.set_xticklabels(labels, rotation=60, ha="right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -200,10 +200,8 @@ def strength_curve(scores: pd.DataFrame, title: str = ""):
     """Mean test score against the training correlation: one line per method (columns method, strength, value;
     one row per seed), bars = ± one standard deviation over seeds."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for i, (method, g) in enumerate(scores.groupby("method", sort=False)):
-        s = g.groupby("strength").value.agg(["mean", "std"])
-        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=method,
-                    color=plt.cm.tab10(i % 10))
+    sns.lineplot(scores, x="strength", y="value", hue="method", errorbar="sd", err_style="bars", marker="o",
+                 err_kws={"capsize": 3}, ax=ax)
     ax.set_xlabel("training label-label correlation (env0; env1 = 7/9 of it)")
     ax.set_ylabel("mean test accuracy (shifted)")
     ax.set_title(title)

@@ -40,7 +40,8 @@ from .hparams import Range, ranges
 from .methods import METHODS, get_method
 from .models import n_modules
 from .results import atomic_write_text, final_line, is_finished, read_json
-from .sweep import failure, run_configs
+from .launch import slurm_parameters
+from .sweep import add_launcher_args, failure, run_configs
 from .tasks import HIGHER_IS_BETTER
 
 # Shared fields a dataset keeps fixed, with the reason (every other field with a range is searched).
@@ -138,7 +139,8 @@ def run_dir(root, cfg, draw: int) -> Path:
 
 
 def run_search(dataset: str, methods, n_draws: int, root, scale: str = "default", base_overrides=None,
-               seed: int = 0, force: bool = False, progress: bool = True, jobs: int = 1) -> list[Path]:
+               seed: int = 0, force: bool = False, progress: bool = True, jobs: int = 1, launcher: str = "local",
+               slurm: dict | None = None) -> list[Path]:
     """Run draws 0 .. n_draws-1 of every method (the same number for each), one seed; returns the run directories
     (each holds draw.json: the draw and its searched values). Tuned defaults are never read here."""
     if n_draws < 1:
@@ -162,7 +164,7 @@ def run_search(dataset: str, methods, n_draws: int, root, scale: str = "default"
     for _, d, info in plans:
         write_info(d, info)
     dirs = run_configs([p[0] for p in plans], [p[1] for p in plans], force=force, progress=progress,
-                       record_failures=True, desc=f"{dataset} search", jobs=jobs)
+                       record_failures=True, desc=f"{dataset} search", jobs=jobs, launcher=launcher, slurm=slurm)
     for _, d, info in plans:                  # --force removed the directories: write the draw again
         write_info(d, info)
     return dirs
@@ -362,7 +364,7 @@ def main(argv=None) -> int:
                    help="write tuning/<dataset>.csv and the selected values into tuning/tuned.json")
     p.add_argument("--tuning-dir", default=str(TUNED_PATH.parent))
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    add_launcher_args(p, dry_run=False)
     args = p.parse_args(argv)
     if args.write_tuning and args.scale != "default":
         print("error: --write-tuning needs --scale default (tuned values are the defaults of the default scale)",
@@ -370,7 +372,8 @@ def main(argv=None) -> int:
         return 2
     try:
         dirs = run_search(args.dataset, args.methods, args.draws, args.out, args.scale, parse_sets(args.sets),
-                          args.seed, args.force, progress=not args.quiet, jobs=args.jobs)
+                          args.seed, args.force, progress=not args.quiet, jobs=args.jobs, launcher=args.launcher,
+                          slurm=slurm_parameters(args.slurm))
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -5,16 +5,15 @@
 Finished runs are reused, interrupted ones resume; each run lives in OUT/METHOD/seed{S}-{config digest}.
 `run_configs` runs any list of configs the same way (the hyper-parameter search uses it) and can record a run
 whose loss became non-finite (DIR/failed.json) instead of stopping, so that a search survives a diverging draw.
+One run at a time runs in this process; --jobs N > 1 or --launcher slurm hand the runs to submitit (launch.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import discard_state
 from .config import make_config, parse_sets
+from .launch import LAUNCHERS, launch, sbatch_script, slurm_parameters
 from .methods import NonFiniteLossError
 from .results import atomic_write_text, collect, read_json
 from .train import run
@@ -34,9 +34,11 @@ def run_dir(root, cfg) -> Path:
 
 
 def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrides=None,
-             force: bool = False, progress: bool = True, tuned: bool = True, jobs: int = 1) -> list[Path]:
+             force: bool = False, progress: bool = True, tuned: bool = True, jobs: int = 1,
+             launcher: str = "local", slurm: dict | None = None) -> list[Path]:
     cfgs = [make_config(dataset, m, s, scale, overrides, tuned) for m in methods for s in seeds]  # validate all first
-    return run_configs(cfgs, [run_dir(root, c) for c in cfgs], force, progress, jobs=jobs)
+    return run_configs(cfgs, [run_dir(root, c) for c in cfgs], force, progress, jobs=jobs, launcher=launcher,
+                       slurm=slurm)
 
 
 def failure(out) -> dict | None:
@@ -46,26 +48,31 @@ def failure(out) -> dict | None:
 
 
 def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_failures: bool = False,
-                desc: str = "runs", jobs: int = 1) -> list[Path]:
+                desc: str = "runs", jobs: int = 1, launcher: str = "local", slurm: dict | None = None) -> list[Path]:
     """Run (or reuse, or resume) every config in its directory. record_failures: a run whose loss becomes
     non-finite writes DIR/failed.json (error, digest) and the next config runs; a recorded failure with the same
-    digest is reused like a finished run (force retries it). jobs > 1 runs that many configs at a time in
-    separate processes; each run fixes its own thread count (train.threads), so the numbers do not depend on jobs."""
+    digest is reused like a finished run (force retries it). jobs = 1 (local): one run after another in this
+    process; jobs > 1 or launcher = "slurm": through submitit (launch.launch), at most `jobs` at a time, logs in
+    _submitit/ beside the run folders. Each run fixes its own thread count (train.threads), so the numbers do not
+    depend on jobs or on the launcher."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     threads = max((c.train.threads for c in cfgs), default=1)
-    if jobs > 1 and jobs * threads > (os.cpu_count() or 1):
+    if launcher == "local" and jobs > 1 and jobs * threads > (os.cpu_count() or 1):
         warnings.warn(f"{jobs} runs at a time with train.threads = {threads} each oversubscribe the "
                       f"{os.cpu_count()} CPU cores (measured: 30-90x slower epochs); pass --set train.threads=1 or "
                       f"fewer jobs", RuntimeWarning, stacklevel=2)
     work = [(cfg, Path(d), force, record_failures) for cfg, d in zip(cfgs, dirs)]
-    if jobs == 1 or len(work) < 2:
+    if launcher == "local" and (jobs == 1 or len(work) < 2):
         return [_run_one(*w) for w in tqdm(work, desc=desc, disable=not progress)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, *w) for w in work]
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
-            pass
-        return [f.result() for f in futures]
+    return launch(_run_one, work, jobs, launcher, submitit_folder(dirs), slurm, progress, desc, threads=threads)
+
+
+def submitit_folder(dirs) -> Path:
+    """submitit's logs and pickles: _submitit/ in the folder that holds every run folder."""
+    return Path(os.path.commonpath([str(Path(d).resolve().parent) for d in dirs])) / "_submitit"
 
 
 def _run_one(cfg, d: Path, force: bool, record_failures: bool) -> Path:
@@ -110,6 +117,28 @@ def param_counts(run_dirs) -> dict[str, int]:
     return out
 
 
+def add_launcher_args(p: argparse.ArgumentParser, dry_run: bool = True) -> None:
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time: 1 = one after another in this process; "
+                   "N > 1: N submitit processes (local), or N array tasks at a time (slurm)")
+    p.add_argument("--launcher", default="local", choices=LAUNCHERS, help="submitit executor (default local)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submitit Slurm parameter: partition=P, time=MINUTES, gpus_per_node=N, mem=32GB, ...")
+    if dry_run:
+        p.add_argument("--dry-run", action="store_true", help="print the plan (and, for slurm, the sbatch script); "
+                       "run nothing")
+
+
+def print_dry_run(cfgs, dirs, args) -> int:
+    """What a launch would do, without running or submitting anything."""
+    threads = max((c.train.threads for c in cfgs), default=1)
+    print(f"{len(cfgs)} runs, launcher {args.launcher}, {args.jobs} at a time, {threads} thread(s) each:")
+    for c, d in zip(cfgs, dirs):
+        print(f"  {c.method} seed {c.seed} -> {d}")
+    if args.launcher == "slurm":
+        print(sbatch_script(submitit_folder(dirs), args.jobs, slurm_parameters(args.slurm), threads, len(cfgs)))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtcrl_lite.sweep")
     p.add_argument("--dataset", required=True)
@@ -120,11 +149,16 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true")
     p.add_argument("--untuned", action="store_true", help="ignore tuning/tuned.json (the registry defaults)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    add_launcher_args(p)
     args = p.parse_args(argv)
     try:
+        slurm = slurm_parameters(args.slurm)
+        if args.dry_run:
+            cfgs = [make_config(args.dataset, m, s, args.scale, parse_sets(args.sets), not args.untuned)
+                    for m in args.methods for s in args.seeds]
+            return print_dry_run(cfgs, [run_dir(args.out, c) for c in cfgs], args)
         dirs = run_grid(args.dataset, args.methods, args.seeds, args.out, args.scale, parse_sets(args.sets), args.force,
-                        tuned=not args.untuned, jobs=args.jobs)
+                        tuned=not args.untuned, jobs=args.jobs, launcher=args.launcher, slurm=slurm)
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mtcrl_lite import losses as L
+from mtcrl_lite import mtcrl as C
 from mtcrl_lite.batching import EpochPlan, epoch_plan, eval_batches, to_device, train_steps
 from mtcrl_lite.data.base import ArraySplit, ConcatSplit, FileSplit, MTLData
 from mtcrl_lite.evaluation import evaluate
@@ -203,9 +204,9 @@ def test_first_order_graph_gradients_equal_the_double_backward_ones():
     m = METHODS["mtcrl"].cls(build_model("mtcrl", data.input_shape, TASKS, CFG), TASKS, hp, 1e-3, 0.0,
                              list(data.train_envs))
     batch = to_device(next(iter(train_steps(data.train_envs, 8, 0, 0))), "cpu")
-    _, env, risks, present, z, copies, _ = m._forward(batch, per_sample_graph=True)
+    _, env, risks, present, z, copies, _ = C.forward(m.model, TASKS, hp, batch, per_sample_graph=True)
     exact, = torch.autograd.grad(risks.sum(), copies)
-    terms, env, risks, present, z, _, inputs = m._forward(batch, per_sample_graph=False)
+    terms, env, risks, present, z, _, inputs = C.forward(m.model, TASKS, hp, batch, per_sample_graph=False)
     for u in inputs.values():
         u.retain_grad()
     sum(terms.values()).backward()
@@ -252,7 +253,7 @@ def test_first_order_backward_gives_the_gradients_of_the_plain_formulation():
     m.first_order_backward(batch, 0)
     fast = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in m.model.parameters()]
     m.optimizer.zero_grad(set_to_none=True)
-    terms, env, risks, present, z, _, inputs = m._forward(batch, per_sample_graph=False)
+    terms, env, risks, present, z, _, inputs = C.forward(m.model, TASKS, hp, batch, per_sample_graph=False)
     task_total = sum(v for k, v in terms.items() if k.startswith("task/"))
     deltas = torch.autograd.grad(task_total, list(inputs.values()), retain_graph=True)
     n_envs = present.sum(0).clamp_min(1).to(z.dtype)

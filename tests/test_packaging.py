@@ -16,6 +16,7 @@ def pins(text):
 def test_environment_yml_names_the_same_pins_as_requirements():
     req = pins((ROOT / "requirements.txt").read_text())
     assert req["torch"] == "2.13.0"
+    assert {"jupyterlab", "seaborn"} <= set(req)          # the design card's notebook stack
     assert pins((ROOT / "environment.yml").read_text()) == req
 
 
@@ -33,6 +34,15 @@ def test_no_deps_pins_are_installed_without_their_dependencies():
     assert "--no-deps -r requirements-nodeps.txt" in (ROOT / "Makefile").read_text()
     assert "requirements-nodeps.txt" in (ROOT / "environment.yml").read_text()
     assert "requirements-nodeps.txt" in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_citation_validator_has_its_own_fully_pinned_environment():
+    cff = (ROOT / "requirements-cff.txt").read_text()
+    lines = [line for line in cff.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(lines) == len(pins(cff)) and pins(cff)["cffconvert"] == "2.0.0"   # every line an exact pin
+    assert not set(pins(cff)) & {"torch", "jupyterlab"}
+    make = (ROOT / "Makefile").read_text()
+    assert "--no-deps -r requirements-cff.txt" in make and "test: data .venv-cff/.installed" in make
 
 
 def test_no_torchvision_anywhere():

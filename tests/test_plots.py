@@ -1,0 +1,27 @@
+"""The seaborn figures show the numbers they are given (means over seeds, heatmap annotations in order)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+
+from mtcrl_lite import plots
+
+
+def test_strength_curve_draws_the_mean_over_seeds_per_method():
+    scores = pd.DataFrame({"method": ["STL"] * 4 + ["MTL"] * 4, "strength": [0.0, 0.0, 0.9, 0.9] * 2,
+                           "value": [0.90, 0.94, 0.80, 0.84, 0.92, 0.92, 0.60, 0.70]})
+    fig = plots.strength_curve(scores)
+    lines = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("_child")]   # one per method
+    assert sorted(tuple(np.round(l.get_ydata().astype(float), 6)) for l in lines) == [(0.92, 0.65), (0.92, 0.82)]
+    bars = [np.asarray(l.get_ydata(), float) for l in fig.axes[0].get_lines() if l.get_label() == "_nolegend_"]
+    assert any(np.allclose(b, [0.92 - 0.02 * 2 ** 0.5, 0.82 - 0.02 * 2 ** 0.5]) for b in bars)   # ± one sd
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["STL", "MTL"]
+
+
+def test_similarity_heatmap_annotates_the_reordered_matrix():
+    s = np.array([[1.0, 0.2, -0.5], [0.2, 1.0, 0.3], [-0.5, 0.3, 1.0]])
+    fig = plots.similarity_heatmap(s, ["a", "b", "c"], order=[2, 0, 1])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == [f"{v:.2f}" for v in s[np.ix_([2, 0, 1], [2, 0, 1])].ravel()]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["c", "a", "b"]
