@@ -23,7 +23,7 @@ from .checkpoint import discard_state
 from .config import make_config, parse_sets
 from .launch import LAUNCHERS, launch, sbatch_script, slurm_parameters
 from .methods import NonFiniteLossError
-from .results import atomic_write_text, collect, read_json
+from .results import atomic_write_text, collect, is_finished, read_json
 from .train import run
 
 FAILED = "failed.json"
@@ -67,7 +67,24 @@ def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_f
     work = [(cfg, Path(d), force, record_failures) for cfg, d in zip(cfgs, dirs)]
     if launcher == "local" and (jobs == 1 or len(work) < 2):
         return [_run_one(*w) for w in tqdm(work, desc=desc, disable=not progress)]
-    return launch(_run_one, work, jobs, launcher, submitit_folder(dirs), slurm, progress, desc, threads=threads)
+    todo = [i for i, w in enumerate(work) if not reusable(*w[:3])]       # finished runs are not launched again
+    done = launch(_run_one, [work[i] for i in todo], jobs, launcher, submitit_folder(dirs), slurm, progress, desc,
+                  threads=threads) if todo else []
+    out = [w[1] for w in work]
+    for i, d in zip(todo, done):
+        out[i] = d
+    return out
+
+
+def reusable(cfg, d: Path, force: bool) -> bool:
+    """True if run directory d already holds this config's finished run, or its recorded failure (not with force)."""
+    if force:
+        return False
+    old = failure(d)
+    if old is not None:
+        return old.get("digest") == cfg.digest()
+    path = Path(d) / "config.json"
+    return path.exists() and read_json(path).get("digest") == cfg.digest() and is_finished(d)
 
 
 def submitit_folder(dirs) -> Path:

@@ -254,6 +254,17 @@ def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
         run_configs(cfgs, [tmp_path / "x"] * 2, jobs=0)
 
 
+def test_finished_runs_are_not_launched_again(tmp_path, monkeypatch):
+    from mtcrl_lite import sweep
+    cfgs = [cfg_for(m, **{"train.threads": 1, "train.epochs": 1}) for m in ("mtl", "stl")]
+    dirs = [tmp_path / c.method for c in cfgs]
+    sweep.run_configs(cfgs[:1], dirs[:1], progress=False)                  # mtl finished, stl not
+    launched = []
+    monkeypatch.setattr(sweep, "launch", lambda fn, work, *a, **k: launched.extend(work) or [w[1] for w in work])
+    assert sweep.run_configs(cfgs, dirs, progress=False, jobs=2) == dirs
+    assert [w[0].method for w in launched] == ["stl"]
+
+
 @pytest.mark.parametrize("variant", [{"model.head_read": "sum"}, {"model.gate": "hard"},
                                      {"model.module_form": "experts"}, {"model.module_form": "experts",
                                                                         "model.module_norm": "batch"},
