@@ -23,6 +23,12 @@ from .data.base import MTLData, Split
 ENV_MODES = ("dataset", "random")
 
 
+def env_index(batches: dict, device=None) -> torch.Tensor:
+    """(B,) the environment of every sample of one step's {env: (x, y)} batches once concatenated in their order."""
+    return torch.cat([torch.full((len(b[0]),), i, dtype=torch.long, device=device)
+                      for i, b in enumerate(batches.values())])
+
+
 def training_environments(data: MTLData, mode: str = "dataset", seed: int = 0) -> MTLData:
     """`data` with the training environments of `train.envs`: "dataset" returns it unchanged; "random" pools the
     training environments and deals a seeded random permutation of the pool into environments random0, random1, ...

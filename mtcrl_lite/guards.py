@@ -76,6 +76,9 @@ def inactive_penalties(cfg, train_envs) -> dict[str, str]:
     if getattr(hp, "lambda_irm", 0) > 0:
         out["irm"] = (f"IRM's penalty enforces no invariance: {cfg.dataset} has one training environment ({env!r}), "
                       f"so it only calibrates that environment's output scale; {fix}")
+    if getattr(hp, "lambda_vrex", 0) > 0:
+        out["vrex"] = (f"V-REx is inactive: {cfg.dataset} has one training environment ({env!r}), and the variance "
+                       f"of a risk over one environment is identically 0; {fix}")
     if getattr(hp, "lambda_dann", 0) > 0:
         out["dann"] = (f"DANN's adversary is inactive: {cfg.dataset} has one training environment ({env!r}), "
                        f"which the discriminator always predicts (its loss is 0); {fix}")

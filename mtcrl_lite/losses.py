@@ -165,6 +165,21 @@ def env_task_counts(labelled: torch.Tensor, env: torch.Tensor, n_envs: int) -> t
     return out.index_add(0, env, labelled.long())
 
 
+def vrex_penalty(risks: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """V-REx (Krueger et al. 2021; DomainBed's VREx), per task: sum_t (1/|E_t|) sum_{e in E_t} (R_t^e - mean_{E_t} R_t)^2,
+    the variance of each task's risk over the environments whose batch holds labels of it (all if present is None).
+    risks: (E, T), as env_task_risks returns; present: optional (E, T) boolean. 0 iff every environment has the
+    same risk (and identically 0 with one environment)."""
+    if risks.dim() != 2:
+        raise ValueError(f"V-REx expects per-environment task risks of shape (E, T), got {tuple(risks.shape)}")
+    w = torch.ones_like(risks) if present is None else present.to(risks.dtype)
+    if tuple(w.shape) != tuple(risks.shape):
+        raise ValueError(f"present must be (E, T) = {tuple(risks.shape)}, got {tuple(present.shape)}")
+    n = w.sum(0).clamp_min(1)
+    mean = (risks * w).sum(0) / n
+    return ((risks - mean).pow(2) * w).sum(0).div(n).sum()
+
+
 def irm_penalty(logits: torch.Tensor, y: torch.Tensor, loss=torch.nn.functional.cross_entropy) -> torch.Tensor:
     """IRMv1 (Arjovsky et al. 2019): (d/dw loss(w * logits, y) at w = 1)^2 for one task in one environment.
 

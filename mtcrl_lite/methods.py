@@ -18,6 +18,7 @@ from torch import nn
 from . import losses as L
 from . import mtcrl as C
 from . import surgery as S
+from .batching import env_index
 from .hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
 from .mtcrl import MTCRLHParams
 from .tasks import Task
@@ -246,6 +247,36 @@ class IRM(Method):
         return terms
 
 
+@dataclass
+class VRExHParams:
+    lambda_vrex: float = hp(10.0, 1e-1, 1e5, "V-REx penalty weight once annealed in (DomainBed: default 10, "
+                            "range 10^U(-1, 5))")
+    anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_vrex (range as IRM's)")
+
+
+class VREx(Method):
+    """V-REx (Krueger et al. 2021), per task: mean_e R_t^e + w * Var_e R_t^e over the environments with labels of t
+    (losses.vrex_penalty). As in DomainBed, w is 1 until `anneal_steps`; like our IRM, the loss is divided by (1 + w)
+    when w > 1 so that the task gradients keep their scale (DomainBed resets Adam at that step instead)."""
+    hparams_cls = VRExHParams
+
+    def objective(self, batches, step):
+        w = self.hp.lambda_vrex if step >= self.hp.anneal_steps else 1.0
+        scale = 1.0 / (1.0 + w) if w > 1 else 1.0
+        x, y = concat(batches)
+        env = env_index(batches, x.device)
+        logits = self.model(x)
+        per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
+        labelled = torch.stack([t.labelled(y[t.name]) for t in self.tasks], 1)
+        risks = L.env_task_risks(per_sample, env, len(batches), labelled)             # (E, T)
+        present = L.env_task_counts(labelled, env, len(batches)) > 0
+        p = present.to(risks.dtype)
+        terms = {f"task/{t.name}": scale * (risks[:, i] * p[:, i]).sum() / p[:, i].sum().clamp_min(1)
+                 for i, t in enumerate(self.tasks)}
+        terms["vrex"] = scale * w * L.vrex_penalty(risks, present)
+        return terms
+
+
 class _GradReverse(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
@@ -279,7 +310,7 @@ class DANN(Method):
 
     def objective(self, batches, step):
         x, y = concat(batches)
-        env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long) for i, b in enumerate(batches.values())])
+        env = env_index(batches, x.device)
         h = self.model.representation(x)
         logits = {name: head(h) for name, head in self.model.heads.items()}
         terms = {f"task/{k}": v for k, v in self.task_losses(logits, y).items()}
@@ -311,6 +342,7 @@ register("pcgrad", PCGrad, "vanilla MTL + PCGrad on the shared encoder")
 register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder")
 register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation")
 register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
+register("vrex", VREx, "vanilla MTL + V-REx: variance of each task's risk over environments")
 register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
 register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
 register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none",

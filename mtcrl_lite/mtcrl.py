@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 
 from . import losses as L
+from .batching import env_index
 from .hparams import hp
 from .models import RoutedModel
 from .tasks import Task
@@ -99,8 +100,7 @@ def forward(model: RoutedModel, tasks: list[Task], h: MTCRLHParams, batches, per
     """Task, decorrelation and graph terms, and what G-IRM needs. batches = {env: (x, {task: y})}."""
     _check(model, tasks, h)
     x, y = _concat(batches)
-    env = torch.cat([torch.full((len(b[0]),), i, dtype=torch.long, device=x.device)
-                     for i, b in enumerate(batches.values())])
+    env = env_index(batches, x.device)
     z = model.modules_of(x)
     a = model.graph
     copies = a.unsqueeze(0).repeat(len(batches), 1, 1) if per_sample_graph else None   # (E, T, K)

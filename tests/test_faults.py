@@ -260,6 +260,7 @@ def test_non_finite_parameter_after_a_step_is_divergence():
     ("mtcrl-norm", "girm", "G-IRM Norm enforces no invariance"),
     ("irm", "irm", "IRM's penalty enforces no invariance: debug has one training environment"),
     ("dann", "dann", "DANN's adversary is inactive"),
+    ("vrex", "vrex", "V-REx is inactive: debug has one training environment"),
 ])
 def test_one_environment_makes_env_penalties_inactive(method, term, text):
     cfg = make_config("debug", method, overrides={**TINY_OVERRIDES, "data.train_corrs": (0.9,)})

@@ -148,3 +148,14 @@ def test_kernel_dependence_keeps_a_gradient_for_mostly_zero_modules():
     loss = L.kernel_dependence(z)
     loss.backward()
     assert loss.item() > 0.3 and z.grad.abs().sum() > 0
+
+
+def test_vrex_penalty_by_hand():
+    r = torch.tensor([[1.0, 2.0], [3.0, 2.0], [5.0, 8.0]])               # E = 3 environments, T = 2 tasks
+    # task 0: mean 3, variance (4 + 0 + 4) / 3; task 1: mean 4, variance (4 + 4 + 16) / 3
+    assert L.vrex_penalty(r).item() == pytest.approx(8 / 3 + 24 / 3)
+    present = torch.tensor([[True, True], [True, True], [False, True]])    # task 0 unlabelled in environment 2
+    assert L.vrex_penalty(r, present).item() == pytest.approx(1.0 + 24 / 3)  # task 0 over {1, 3}: variance 1
+    assert L.vrex_penalty(r[:1]).item() == 0.0                              # one environment: identically 0
+    with pytest.raises(ValueError, match="E, T"):
+        L.vrex_penalty(torch.zeros(3))

@@ -121,3 +121,30 @@ def test_every_method_trains_with_missing_labels(method):
     assert any(not torch.equal(a, b) for a, b in zip(before, m.model.parameters()))
     metrics = T.evaluate(m, data, data.test, "cpu")
     assert all(math.isfinite(v) for by_m in metrics.values() for v in by_m.values())
+
+
+def test_vrex_objective_is_the_mean_risk_plus_the_weighted_variance_by_hand():
+    """Two environments, one regression task, a model that outputs 0: R^e = mean of y^2 in e."""
+    from torch import nn
+
+    from mtcrl_lite.methods import VREx, VRExHParams
+    from mtcrl_lite.tasks import Task
+
+    class Zero(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return {"r": self.b.expand(len(x), 1)}
+
+    task = Task("r", "regression", 1, primary="rmse")
+    batches = {"a": (torch.zeros(2, 1), {"r": torch.tensor([1.0, 1.0])}),
+               "b": (torch.zeros(2, 1), {"r": torch.tensor([3.0, 3.0])})}
+    m = VREx(Zero(), [task], VRExHParams(lambda_vrex=4.0, anneal_steps=1), 1e-3, 0.0, ["a", "b"])
+    r = [task.loss(torch.zeros(2, 1), torch.tensor([v, v])).item() for v in (1.0, 3.0)]
+    mean, var = sum(r) / 2, ((r[0] - r[1]) / 2) ** 2
+    before = m.objective(batches, 0)                        # weight 1 during the anneal
+    assert before["task/r"].item() == pytest.approx(mean) and before["vrex"].item() == pytest.approx(var)
+    after = m.objective(batches, 1)                         # weight 4, loss scaled by 1 / (1 + 4)
+    assert after["task/r"].item() == pytest.approx(mean / 5) and after["vrex"].item() == pytest.approx(4 * var / 5)
