@@ -307,7 +307,7 @@ RANGES: dict[str, str] = {
     "model.channels": COUNT, "model.width": COUNT, "model.n_modules": NONNEG, "model.theta_init": FREE,
     "model.decoder_channels": COUNT,
     "hp.lambda_dec": NONNEG, "hp.lambda_sps": NONNEG, "hp.lambda_bal": NONNEG, "hp.lambda_girm": NONNEG,
-    "hp.lambda_irm": NONNEG, "hp.lambda_dann": NONNEG, "hp.anneal_steps": NONNEG, "hp.lr_graph": POSITIVE,
+    "hp.lambda_irm": NONNEG, "hp.lambda_vrex": NONNEG, "hp.lambda_dann": NONNEG, "hp.anneal_steps": NONNEG, "hp.lr_graph": POSITIVE,
     "hp.beta": FRACTION, "hp.disc_width": COUNT,
     "data.n_train_per_env": COUNT, "data.n_val": COUNT, "data.n_test": COUNT, "data.n_pair_envs": COUNT,
     "data.n_tasks": COUNT, "data.d_causal": COUNT, "data.buildings_per_env": COUNT,
