@@ -165,6 +165,20 @@ def env_task_counts(labelled: torch.Tensor, env: torch.Tensor, n_envs: int) -> t
     return out.index_add(0, env, labelled.long())
 
 
+def task_env_risks(tasks, outputs: dict, ys: dict, env: torch.Tensor, n_envs: int):
+    """(risks (E, T), present (E, T)): each task's per-environment risk over its labelled samples (env_task_risks of
+    the tasks' per-sample losses) and whether environment e holds any label of task t. tasks: tasks.Task objects."""
+    per_sample = torch.stack([t.per_sample_loss(outputs[t.name], ys[t.name]) for t in tasks], 1)
+    labelled = torch.stack([t.labelled(ys[t.name]) for t in tasks], 1)                 # (B, T)
+    return env_task_risks(per_sample, env, n_envs, labelled), env_task_counts(labelled, env, n_envs) > 0
+
+
+def mean_over_present(risks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """(T,) each task's mean risk over the environments that hold its labels (0 where none does)."""
+    w = present.to(risks.dtype)
+    return (risks * w).sum(0) / w.sum(0).clamp_min(1)
+
+
 def vrex_penalty(risks: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
     """V-REx (Krueger et al. 2021; DomainBed's VREx), per task: sum_t (1/|E_t|) sum_{e in E_t} (R_t^e - mean_{E_t} R_t)^2,
     the variance of each task's risk over the environments whose batch holds labels of it (all if present is None).

@@ -18,7 +18,7 @@ from torch import nn
 from . import losses as L
 from . import mtcrl as C
 from . import surgery as S
-from .batching import env_index
+from .batching import concat, env_index
 from .hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
 from .mtcrl import MTCRLHParams
 from .tasks import Task
@@ -77,11 +77,6 @@ def check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
             raise NonFiniteLossError(
                 f"loss term {name!r} is {float(v.detach())} at step {step}; lower train.lr, or the weight of that term, "
                 f"and check the inputs of that step")
-
-
-def concat(batches):
-    xs, ys = zip(*batches.values())
-    return torch.cat(xs), {t: torch.cat([y[t] for y in ys]) for t in ys[0]}
 
 
 class ERM(Method):
@@ -265,14 +260,9 @@ class VREx(Method):
         scale = 1.0 / (1.0 + w) if w > 1 else 1.0
         x, y = concat(batches)
         env = env_index(batches, x.device)
-        logits = self.model(x)
-        per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in self.tasks], 1)
-        labelled = torch.stack([t.labelled(y[t.name]) for t in self.tasks], 1)
-        risks = L.env_task_risks(per_sample, env, len(batches), labelled)             # (E, T)
-        present = L.env_task_counts(labelled, env, len(batches)) > 0
-        p = present.to(risks.dtype)
-        terms = {f"task/{t.name}": scale * (risks[:, i] * p[:, i]).sum() / p[:, i].sum().clamp_min(1)
-                 for i, t in enumerate(self.tasks)}
+        risks, present = L.task_env_risks(self.tasks, self.model(x), y, env, len(batches))     # (E, T) each
+        task_risk = L.mean_over_present(risks, present)
+        terms = {f"task/{t.name}": scale * task_risk[i] for i, t in enumerate(self.tasks)}
         terms["vrex"] = scale * w * L.vrex_penalty(risks, present)
         return terms
 

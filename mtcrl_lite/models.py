@@ -339,7 +339,6 @@ class MTCRL(RoutedModel):
         heads = make_heads(input_shape, tasks, cfg, cfg.width // k if cfg.head_read == "sum" else cfg.width,
                            encoder.head_map)
         super().__init__(encoder, heads, k, cfg.theta_init, cfg.head_read, cfg.gate)
-        self.d, self.width = cfg.width // k, cfg.width
 
 
 MODELS = {"mtl": SharedMTL, "stl": SingleTask, "mtcrl": MTCRL}

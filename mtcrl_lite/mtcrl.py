@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 
 from . import losses as L
-from .batching import env_index
+from .batching import concat, env_index
 from .hparams import hp
 from .models import RoutedModel
 from .tasks import Task
@@ -91,15 +91,10 @@ def _check(model: RoutedModel, tasks: list[Task], h: MTCRLHParams) -> None:
         raise ValueError(f"tasks {[t.name for t in tasks]} must name the model's heads in order: {model.task_names}")
 
 
-def _concat(batches):
-    xs, ys = zip(*batches.values())
-    return torch.cat(xs), {t: torch.cat([y[t] for y in ys]) for t in ys[0]}
-
-
 def forward(model: RoutedModel, tasks: list[Task], h: MTCRLHParams, batches, per_sample_graph: bool) -> Forward:
     """Task, decorrelation and graph terms, and what G-IRM needs. batches = {env: (x, {task: y})}."""
     _check(model, tasks, h)
-    x, y = _concat(batches)
+    x, y = concat(batches)
     env = env_index(batches, x.device)
     z = model.modules_of(x)
     a = model.graph
@@ -108,12 +103,8 @@ def forward(model: RoutedModel, tasks: list[Task], h: MTCRLHParams, batches, per
         copies.requires_grad_(True)
     inputs = model.route(z, copies[env] if per_sample_graph else a)      # per-sample graph (B, T, K) or (T, K)
     logits = {name: model.heads[name](u) for name, u in inputs.items()}
-    per_sample = torch.stack([t.per_sample_loss(logits[t.name], y[t.name]) for t in tasks], 1)
-    labelled = torch.stack([t.labelled(y[t.name]) for t in tasks], 1)                  # (B, T)
-    risks = L.env_task_risks(per_sample, env, len(batches), labelled)                 # (E, T)
-    present = L.env_task_counts(labelled, env, len(batches)) > 0                      # (E, T)
-    w = present.to(risks.dtype)
-    task_risk = (risks * w).sum(0) / w.sum(0).clamp_min(1)        # mean over environments with labels
+    risks, present = L.task_env_risks(tasks, logits, y, env, len(batches))            # (E, T) each
+    task_risk = L.mean_over_present(risks, present)
     terms = {f"task/{t.name}": task_risk[i] for i, t in enumerate(tasks)}
     terms["dec"] = h.lambda_dec * L.DECORRELATIONS[h.dec_kind](z)
     terms["graph"] = L.graph_regularizer(a, h.lambda_sps, h.lambda_bal)

@@ -93,8 +93,7 @@ def submitit_folder(dirs) -> Path:
 
 
 def _run_one(cfg, d: Path, force: bool, record_failures: bool) -> Path:
-    old = failure(d)
-    if old is not None and old.get("digest") == cfg.digest() and not force:
+    if reusable(cfg, d, force):
         return d
     (d / FAILED).unlink(missing_ok=True)
     try:
