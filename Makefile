@@ -11,7 +11,7 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
              notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/08_ablations.ipynb \
              notebooks/09_main_results.ipynb
 PAPERMILL_ARGS ?=
-ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm vrex
+ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm vrex upgrad imtl-g aligned-mtl mgda
 
 .PHONY: venv data reproduce test tune bench clean lab
 

@@ -18,6 +18,7 @@ from torch import nn
 from . import losses as L
 from . import mtcrl as C
 from . import surgery as S
+from .aggregators import AGGREGATORS, make_aggregator
 from .batching import concat, env_index
 from .hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
 from .mtcrl import MTCRLHParams
@@ -209,6 +210,24 @@ class GradVac(SurgeryMethod):
 
 
 @dataclass
+class AggregatorHParams:
+    aggregator: str = hp("upgrad", doc=f"a torchjd aggregator of the T x P task-gradient matrix: {sorted(AGGREGATORS)}")
+
+
+class Aggregated(SurgeryMethod):
+    """Any torchjd aggregator (aggregators.py) as the combination of the per-task gradients: one adapter,
+    one registry line per aggregator."""
+    hparams_cls = AggregatorHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        self.aggregate = make_aggregator(hparams.aggregator)
+
+    def combine(self, grads, step):
+        return self.aggregate(grads)
+
+
+@dataclass
 class IRMHParams:
     lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
     anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_irm (range as "
@@ -332,6 +351,8 @@ register("pcgrad", PCGrad, "vanilla MTL + PCGrad on the shared encoder")
 register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder")
 register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation")
 register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
+for _name, (_cls, _doc) in AGGREGATORS.items():
+    register(_name, Aggregated, f"vanilla MTL + {_doc} on the shared encoder (torchjd)", aggregator=_name)
 register("vrex", VREx, "vanilla MTL + V-REx: variance of each task's risk over environments")
 register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
 register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
