@@ -13,9 +13,28 @@ from mtcrl_lite.data.mnist import N_VAL_POOL, MultiMNISTConfig, split_pools
 
 def test_missing_apt_get_names_the_command_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(F.shutil, "which", lambda cmd: None)
-    with pytest.raises(RuntimeError, match=r"`apt-get download dataset-fashion-mnist=.*` cannot run: `apt-get` is "
+    with pytest.raises(RuntimeError, match=r"`apt-get download dataset-fashion-mnist` cannot run: `apt-get` is "
                                            r"not installed\. It needs a Debian or Ubuntu system"):
         F.download_fashion(tmp_path)
+
+
+@pytest.mark.parametrize("root", [True, False])
+def test_empty_apt_lists_are_refreshed_once_only_as_root(tmp_path, monkeypatch, root):
+    calls = []
+
+    def run(cmd, cwd, fix):
+        calls.append(cmd[:2])
+        if cmd[:2] == ["apt-get", "download"] and ["apt-get", "update"] not in calls:
+            raise RuntimeError("E: Unable to locate package; " + fix)
+        if cmd[:2] == ["apt-get", "download"]:
+            raise StopIteration      # the retry: stop here, there is nothing to unpack
+
+    monkeypatch.setattr(F, "_run", run)
+    monkeypatch.setattr(F.os, "geteuid", lambda: 0 if root else 1000)
+    with pytest.raises(StopIteration if root else RuntimeError, match="" if root else "apt-get update` \\(as root\\)"):
+        F.download_fashion(tmp_path)
+    assert calls == ([["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]] if root
+                     else [["apt-get", "download"]])
 
 
 def test_a_failing_command_shows_its_error_and_the_fix():

