@@ -1,8 +1,8 @@
 # Same install as `make venv` (requirements.txt pins, CPU torch), then `make test`.
 # Not built in this repository's CI: our machines have no Docker engine (see README).
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends make git npm \
-    && rm -rf /var/lib/apt/lists/*
+# apt's package lists stay in the image: `make data` fetches Fashion-MNIST with `apt-get download`
+RUN apt-get update && apt-get install -y --no-install-recommends make git npm
 # the CPU build of torch==2.13.0 (PyPI's default wheel is the multi-GB CUDA one)
 ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /repo

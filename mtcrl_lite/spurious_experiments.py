@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .spurious import counterfactual, rho_spur, saliency
-from .spurious_data import iid_split, inputs_of, model_in_mask_coords, spurious_mask
+from .spurious_data import TWO_HALVES, iid_split, inputs_of, model_in_mask_coords, spurious_mask
 
 # The paper's Table 1 (REFERENCES.md): (dataset, method) -> {row: value}.
 PAPER_TABLE1 = {
@@ -67,8 +67,8 @@ def analyze_runs(run_dirs, n_max: int = 2000, output: str = "logit", seed: int =
 
 
 # The config key of the training strengths of each dataset, and the strength that means "no correlation".
-STRENGTH_KEY = {"multisem": "data.train_mc", "multimnist": "data.train_corrs", "debug": "data.train_corrs"}
-NO_CORRELATION = {"multisem": 0.5, "multimnist": 0.0, "debug": 0.0}
+STRENGTH_KEY = {"multisem": "data.train_mc", **{name: "data.train_corrs" for name in TWO_HALVES}}
+NO_CORRELATION = {"multisem": 0.5, **{name: 0.0 for name in TWO_HALVES}}
 
 
 def single_env_overrides(dataset: str, strength: float, scale: str, overrides=None) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .base import ArraySplit, ConcatSplit, FileSplit, MTLData, Split
 from .sources import DataMissingError, fetch
 from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
+from .fashion import build_fashionmnist, build_multifashion
 from .sem import MultiSEMConfig, build_multisem
 from .movielens import MovieLensConfig, build_movielens
 from .scenes import ScenesConfig, build_scenes
@@ -14,6 +15,8 @@ from .cityscapes import CityScapesConfig, build_cityscapes
 DATASETS = {
     "multimnist": (MultiMNISTConfig, build_multimnist),
     "debug": (DebugConfig, build_debug),
+    "multifashion": (MultiMNISTConfig, build_multifashion),   # Multi-MNIST's generator on Fashion-MNIST items
+    "fashionmnist": (MultiMNISTConfig, build_fashionmnist),   # left: a Fashion-MNIST item, right: an MNIST digit
     "multisem": (MultiSEMConfig, build_multisem),
     "movielens": (MovieLensConfig, build_movielens),
     "taskonomy": (TaskonomyConfig, build_taskonomy),      # real layout on disk (data.root); no download here

