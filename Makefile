@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb notebooks/03_taskonomy.ipynb \
              notebooks/04_cityscapes.ipynb notebooks/05_nyuv2.ipynb \
              notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/08_ablations.ipynb \
-             notebooks/09_main_results.ipynb
+             notebooks/09_main_results.ipynb notebooks/10_beyond_the_paper.ipynb
 PAPERMILL_ARGS ?=
 ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm vrex upgrad imtl-g aligned-mtl mgda
 

@@ -53,6 +53,8 @@ SCHEMA: dict[str, tuple[str, tuple | None]] = {
     "CONDITIONS": ("str_list_or_none", None),
     "JOBS": ("int", None),
     "MOVIELENS": ("bool", None),
+    # 10 (beyond the paper)
+    "DATASETS": ("str_list", None),
 }
 # A notebook whose parameter of a SCHEMA name has another type: notebook name -> {name: (kind, allowed)}; used when
 # the notebook calls parameters(notebook=...). 01's EPOCHS is its list of training lengths (short and long).

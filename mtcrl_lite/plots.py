@@ -208,3 +208,17 @@ def strength_curve(scores: pd.DataFrame, title: str = ""):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def method_ranks(ranks: pd.DataFrame, order: list[str], title: str = ""):
+    """Rank of every method (1 = best) per dataset and seed: one dot per (dataset, seed), coloured by dataset,
+    and the mean over datasets (each dataset's mean rank weighs the same) as a black bar. `order`: rows, best first."""
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
+    sns.stripplot(ranks, x="rank", y="method", hue="dataset", order=order, dodge=True, alpha=0.6, size=4, ax=ax)
+    per_dataset = ranks.groupby(["method", "dataset"])["rank"].mean().groupby("method").mean()
+    ax.scatter(per_dataset.reindex(order), range(len(order)), marker="|", s=300, color="black", zorder=3,
+               label="mean over datasets")
+    ax.set(xlabel="rank among the methods (1 = best)", ylabel="", title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -25,6 +25,16 @@ SOURCES = {"Multi-MNIST": "06_multimnist", "MovieLens": "07_movielens", "Taskono
            "CityScape": "04_cityscapes", "NYUv2": "05_nyuv2"}
 ROWS = {"stl": "Single-task", "pcgrad": "PCGrad", "gradvac": "GradVac", "dann": "DANN", "irm": "IRM",
         "mtcrl-nogirm": "MT-CRL w/o G-IRM", "mtcrl-norm": "MT-CRL, G-IRM Norm", "mtcrl": "MT-CRL, G-IRM Var"}
+# methods after the paper (notebook 10): an invariance penalty and torchjd's gradient aggregators
+NEW_ROWS = {"vrex": "VREx", "upgrad": "UPGrad", "imtl-g": "IMTL-G", "aligned-mtl": "Aligned-MTL", "mgda": "MGDA"}
+# notebook 10's columns: registry name -> (label, the folder its runs share with the notebook that owns them, the
+# overrides that notebook passes, so that a run is the same config and is reused rather than trained twice)
+EXTENDED_COLUMNS = {
+    "multimnist": ("Multi-MNIST", "06_multimnist", {}),
+    "multifashion": ("Multi-Fashion", "10_beyond_the_paper/multifashion", {}),
+    "fashionmnist": ("Fashion+MNIST", "10_beyond_the_paper/fashionmnist", {}),
+    "movielens": ("MovieLens", "07_movielens", {"data.target": "rating"}),
+}
 # The paper's main table (REFERENCES.md, from the authors' slides): Δ over vanilla MTL in %.
 PAPER = {
     "stl": [3.3, 0.2, -2.5, -2.4, -12.2, -2.7],
@@ -155,3 +165,66 @@ def paired_by_variant(baseline: pd.DataFrame, variants: dict, method: str = "mtc
             if method in s.index:
                 rows[(label, split)] = s.loc[method]
     return pd.DataFrame(rows).T.rename_axis(["variant", "split"])
+
+
+def _label(method: str) -> str:
+    return {"mtl": "MTL", **ROWS, **NEW_ROWS}.get(method, method)
+
+
+def extended_table(columns: dict[str, pd.DataFrame], selection: str = "best_val") -> pd.DataFrame:
+    """Rows = methods, columns = datasets: 'Δ ± std [95 % interval] (n)' of each method over MTL, paired by seed
+    (`per_seed_delta`, `paired_summary`); MTL is the 0 row. Methods keep the order of their first appearance."""
+    cells: dict[str, dict[str, str]] = {}
+    for name, df in columns.items():
+        cells.setdefault("mtl", {})[name] = "0" if (df.method == "mtl").any() else "not run"
+        s = paired_summary(per_seed_delta(df, selection=selection))
+        for method, r in s.iterrows():
+            cells.setdefault(method, {})[name] = (
+                f"{r['mean']:+.2f} (n=1)" if r["n"] < 2 else
+                f"{r['mean']:+.2f} ± {r['std']:.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (n={r['n']})")
+    table = pd.DataFrame.from_dict(cells, orient="index").reindex(columns=list(columns)).fillna("not run")
+    return table.rename(index=_label)
+
+
+def seed_ranks(columns: dict[str, pd.DataFrame], selection: str = "best_val") -> pd.DataFrame:
+    """One row per (dataset, seed, method): the method's rank among all methods run with that seed on that dataset,
+    MTL included at Δ = 0 (1 = best; ties share the mean rank)."""
+    rows = []
+    for name, df in columns.items():
+        d = per_seed_delta(df, selection=selection)
+        d = pd.concat([d, pd.DataFrame({"method": "mtl", "seed": sorted(d.seed.unique()), "delta": 0.0})])
+        for seed, g in d.groupby("seed"):
+            rows += [{"dataset": name, "seed": seed, "method": m, "delta": v, "rank": r, "n_methods": len(g)}
+                     for m, v, r in zip(g.method, g.delta, g.delta.rank(ascending=False))]
+    return pd.DataFrame(rows, columns=["dataset", "seed", "method", "delta", "rank", "n_methods"])
+
+
+def average_rank(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean rank over datasets (each dataset's mean over its seeds, so every dataset weighs the
+    same), the spread of those per-dataset ranks (std), the seed-level spread, and each dataset's mean rank."""
+    per_dataset = ranks.groupby(["method", "dataset"])["rank"].mean().unstack("dataset")
+    out = pd.DataFrame({"mean_rank": per_dataset.mean(axis=1), "std_over_datasets": per_dataset.std(axis=1, ddof=1),
+                        "std_over_seeds": ranks.groupby("method")["rank"].std(ddof=1),
+                        "n_datasets": per_dataset.notna().sum(axis=1)}).join(per_dataset)
+    return out.sort_values("mean_rank").rename(index=_label)
+
+
+def head_to_head(columns: dict[str, pd.DataFrame], method: str = "mtcrl", others=(), selection: str = "best_val"
+                 ) -> pd.DataFrame:
+    """Δ(method) − Δ(other) per dataset, paired by seed: mean, std, n and 95 % t interval (positive = `method`
+    better). The Δs are relative improvements over the same MTL run, so their difference compares the two methods
+    on the paper's scale."""
+    rows = []
+    for name, df in columns.items():
+        d = per_seed_delta(df, selection=selection).pivot(index="seed", columns="method", values="delta")
+        d["mtl"] = 0.0
+        for other in others:
+            if method not in d or other not in d:
+                continue
+            diff = (d[method] - d[other]).dropna()
+            s = paired_summary(pd.DataFrame({"method": f"{_label(method)} − {_label(other)}", "delta": diff}))
+            rows.append({"dataset": name, "versus": _label(other), **s.iloc[0].to_dict()})
+    cols = ["dataset", "versus", "mean", "std", "n", "ci95_low", "ci95_high", "verdict"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["verdict"] = out.verdict.str.replace("MTL", "the other")
+    return out

@@ -25,3 +25,14 @@ def test_similarity_heatmap_annotates_the_reordered_matrix():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == [f"{v:.2f}" for v in s[np.ix_([2, 0, 1], [2, 0, 1])].ravel()]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["c", "a", "b"]
+
+
+def test_method_ranks_marks_the_mean_over_datasets_in_the_given_order():
+    ranks = pd.DataFrame({"dataset": ["A", "A", "A", "A", "B", "B"], "seed": [0, 0, 1, 1, 0, 0],
+                          "method": ["x", "y", "x", "y", "x", "y"], "rank": [1.0, 2.0, 2.0, 1.0, 1.0, 2.0]})
+    fig = plots.method_ranks(ranks, ["x", "y"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y"]
+    means = [c for c in ax.collections if c.get_label() == "mean over datasets"][0].get_offsets()
+    # x: A mean 1.5, B 1 -> 1.25; y: A 1.5, B 2 -> 1.75 (each dataset weighs the same, not each seed)
+    assert np.allclose(np.asarray(means), [[1.25, 0], [1.75, 1]])

@@ -84,3 +84,43 @@ def test_t_quantile_matches_the_printed_tables_and_refuses_df_0():
         assert R.t975(df) == pytest.approx(q, abs=5e-4)
     with pytest.raises(ValueError, match="df >= 1"):
         R.t975(0)
+
+
+DF2 = tidy([("mtl", 0, "l", 0.50), ("mtl", 0, "r", 0.50), ("mtcrl", 0, "l", 0.50), ("mtcrl", 0, "r", 0.50),
+            ("upgrad", 0, "l", 0.55), ("upgrad", 0, "r", 0.55)])
+
+
+def test_extended_table_cells_not_run_and_labels():
+    t = R.extended_table({"A": DF, "B": DF2})
+    assert list(t.columns) == ["A", "B"] and list(t.index) == ["MTL", "Single-task", "MT-CRL, G-IRM Var", "UPGrad"]
+    std = math.sqrt(((5 - 8.75) ** 2 + (12.5 - 8.75) ** 2) / 1)
+    half = 12.7062047 * std / math.sqrt(2)
+    assert t.loc["MT-CRL, G-IRM Var", "A"] == f"+8.75 ± {std:.2f} [{8.75 - half:+.2f}, {8.75 + half:+.2f}] (n=2)"
+    assert t.loc["Single-task", "A"] == "-5.00 (n=1)" and t.loc["Single-task", "B"] == "not run"
+    assert t.loc["UPGrad", "B"] == "+10.00 (n=1)" and t.loc["MTL", "B"] == "0"
+
+
+def test_ranks_per_seed_include_mtl_and_share_ties():
+    r = R.seed_ranks({"A": DF, "B": DF2}).set_index(["dataset", "seed", "method"])["rank"]
+    assert (r["A", 0, "mtcrl"], r["A", 0, "mtl"], r["A", 0, "stl"]) == (1, 2, 3)
+    assert (r["A", 1, "mtcrl"], r["A", 1, "mtl"]) == (1, 2)                  # stl has no seed 1
+    assert (r["B", 0, "upgrad"], r["B", 0, "mtcrl"], r["B", 0, "mtl"]) == (1, 2.5, 2.5)
+
+
+def test_average_rank_weighs_datasets_equally():
+    a = R.average_rank(R.seed_ranks({"A": DF, "B": DF2}))
+    v = a.loc["MT-CRL, G-IRM Var"]
+    assert v["mean_rank"] == pytest.approx((1 + 2.5) / 2) and v["n_datasets"] == 2
+    assert v["std_over_datasets"] == pytest.approx(math.sqrt(2 * 0.75 ** 2))
+    assert v["std_over_seeds"] == pytest.approx(pd.Series([1, 1, 2.5]).std())
+    assert a.loc["MTL", "A"] == 2 and a.loc["MTL", "B"] == 2.5
+    assert list(a.index[:2]) == ["UPGrad", "MT-CRL, G-IRM Var"]             # sorted by mean rank
+
+
+def test_head_to_head_is_the_paired_difference_of_deltas():
+    h = R.head_to_head({"A": DF, "B": DF2}, "mtcrl", ["stl", "mtl", "upgrad"]).set_index(["dataset", "versus"])
+    assert h.loc[("A", "Single-task"), "mean"] == pytest.approx(10.0) and h.loc[("A", "Single-task"), "n"] == 1
+    assert h.loc[("A", "MTL"), "mean"] == pytest.approx(8.75) and h.loc[("A", "MTL"), "n"] == 2
+    assert h.loc[("B", "UPGrad"), "mean"] == pytest.approx(-10.0)
+    assert ("A", "UPGrad") not in h.index and ("B", "Single-task") not in h.index
+    assert h.loc[("A", "MTL"), "verdict"] == "inside the noise"
