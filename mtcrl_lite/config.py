@@ -15,6 +15,7 @@ Overrides are `section.key=value` strings (`data.n_val=500`, `train.epochs=3`, `
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -163,7 +164,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
 # Multi-Fashion and Fashion+MNIST are Multi-MNIST's generator on other 28x28 images, with its model: they take its
 # presets and, until a search writes entries of their own into tuning/tuned.json, its tuned values (tuned_values).
 BORROWS = {"multifashion": "multimnist", "fashionmnist": "multimnist"}
-PRESETS.update({name: PRESETS[source] for name, source in BORROWS.items()})
+PRESETS.update({name: copy.deepcopy(PRESETS[source]) for name, source in BORROWS.items()})
 SCALES = ("smoke", "default", "full")
 
 
@@ -286,15 +287,15 @@ def typed(cfg: RunConfig, key: str, value):
 
 
 def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
-    """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent); a dataset
-    without entries of its own reads those of the dataset it BORROWS from."""
+    """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent); a method
+    without an entry of its own on a dataset that BORROWS reads the entry of the dataset it borrows from."""
     path = TUNED_PATH if path is None else path
     try:
         table = read_json(path)
     except FileNotFoundError:
         return {}
-    entries = table.get(dataset) or table.get(BORROWS.get(dataset, dataset)) or {}
-    return dict((entries.get(method) or {}).get("values") or {})
+    entry = (table.get(dataset) or {}).get(method) or (table.get(BORROWS.get(dataset, dataset)) or {}).get(method)
+    return dict((entry or {}).get("values") or {})
 
 
 # Valid values of every numeric config field, checked by validate_config before anything is written (make_config
@@ -370,6 +371,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     dec_kind = getattr(cfg.hp, "dec_kind", None)
     if dec_kind is not None and dec_kind not in DECORRELATIONS:
         bad.append(f"hp.dec_kind = {dec_kind!r} is not one of {tuple(DECORRELATIONS)}; pass --set hp.dec_kind=corr")
+    aggregator = getattr(cfg.hp, "aggregator", None)        # methods.Aggregated: the registry name picks it
+    if aggregator is not None and aggregator != cfg.method:
+        bad.append(f"hp.aggregator = {aggregator!r} differs from the method {cfg.method!r} (each aggregator is its own "
+                   f"method); pass --method {aggregator} instead of --set hp.aggregator")
     if cfg.train.schedule not in SCHEDULES:
         bad.append(f"train.schedule = {cfg.train.schedule!r} is not one of {SCHEDULES}; "
                    f"pass --set train.schedule=cosine (or constant)")

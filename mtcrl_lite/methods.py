@@ -224,7 +224,14 @@ class Aggregated(SurgeryMethod):
         self.aggregate = make_aggregator(hparams.aggregator)
 
     def combine(self, grads, step):
-        return self.aggregate(grads)
+        # a non-finite gradient or a failed solve (UPGrad's QP) ends the run like a non-finite loss, so that a search
+        # records the failed draw and goes on (sweep.run_configs(record_failures=True))
+        if not torch.isfinite(grads).all():
+            raise NonFiniteLossError(f"step {step}: non-finite task gradient entering {self.hp.aggregator}")
+        try:
+            return self.aggregate(grads)
+        except ValueError as e:
+            raise NonFiniteLossError(f"step {step}: {self.hp.aggregator} failed: {e}") from e
 
 
 @dataclass

@@ -7,6 +7,7 @@ prints "ours ± std (n seeds) | paper" per cell.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -167,53 +168,66 @@ def paired_by_variant(baseline: pd.DataFrame, variants: dict, method: str = "mtc
     return pd.DataFrame(rows).T.rename_axis(["variant", "split"])
 
 
-def _label(method: str) -> str:
+def label(method: str) -> str:
+    """The display name of a registry method (paper rows, newer methods, MTL)."""
     return {"mtl": "MTL", **ROWS, **NEW_ROWS}.get(method, method)
 
 
 def extended_table(columns: dict[str, pd.DataFrame], selection: str = "best_val") -> pd.DataFrame:
     """Rows = methods, columns = datasets: 'Δ ± std [95 % interval] (n)' of each method over MTL, paired by seed
-    (`per_seed_delta`, `paired_summary`); MTL is the 0 row. Methods keep the order of their first appearance."""
+    (`per_seed_delta`, `paired_summary`); MTL is the 0 row. Methods keep the order of their first appearance; a
+    dataset without MTL runs reads 'no MTL baseline' for the methods that ran."""
     cells: dict[str, dict[str, str]] = {}
     for name, df in columns.items():
-        cells.setdefault("mtl", {})[name] = "0" if (df.method == "mtl").any() else "not run"
+        if not (df.method == "mtl").any():
+            for method in df.method.unique():
+                cells.setdefault(method, {})[name] = "no MTL baseline"
+            continue
+        cells.setdefault("mtl", {})[name] = "0"
         s = paired_summary(per_seed_delta(df, selection=selection))
         for method, r in s.iterrows():
             cells.setdefault(method, {})[name] = (
                 f"{r['mean']:+.2f} (n=1)" if r["n"] < 2 else
                 f"{r['mean']:+.2f} ± {r['std']:.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (n={r['n']})")
     table = pd.DataFrame.from_dict(cells, orient="index").reindex(columns=list(columns)).fillna("not run")
-    return table.rename(index=_label)
+    return table.rename(index=label)
 
 
 def seed_ranks(columns: dict[str, pd.DataFrame], selection: str = "best_val") -> pd.DataFrame:
-    """One row per (dataset, seed, method): the method's rank among all methods run with that seed on that dataset,
-    MTL included at Δ = 0 (1 = best; ties share the mean rank)."""
+    """One row per (dataset, seed, method): the method's rank by Δ over MTL (1 = best; MTL included at Δ = 0; ties
+    share the mean rank). Only complete blocks are ranked: the seeds of a dataset at which every method that ran on
+    that dataset ran, so that a missing run cannot move the others' ranks (a warning names what was left out)."""
     rows = []
     for name, df in columns.items():
         d = per_seed_delta(df, selection=selection)
         d = pd.concat([d, pd.DataFrame({"method": "mtl", "seed": sorted(d.seed.unique()), "delta": 0.0})])
-        for seed, g in d.groupby("seed"):
+        n_methods = d.method.nunique()
+        complete = d.groupby("seed").method.nunique() == n_methods
+        if not complete.all():
+            warnings.warn(f"{name}: seeds {sorted(complete.index[~complete])} lack some of the {n_methods} methods "
+                          f"and are left out of the ranks", stacklevel=2)
+        for seed, g in d[d.seed.isin(complete.index[complete])].groupby("seed"):
             rows += [{"dataset": name, "seed": seed, "method": m, "delta": v, "rank": r, "n_methods": len(g)}
                      for m, v, r in zip(g.method, g.delta, g.delta.rank(ascending=False))]
     return pd.DataFrame(rows, columns=["dataset", "seed", "method", "delta", "rank", "n_methods"])
 
 
 def average_rank(ranks: pd.DataFrame) -> pd.DataFrame:
-    """Per method: mean rank over datasets (each dataset's mean over its seeds, so every dataset weighs the
-    same), the spread of those per-dataset ranks (std), the seed-level spread, and each dataset's mean rank."""
+    """Per method (registry names; `label` for display): mean rank over datasets (each dataset's mean over its
+    seeds, so every dataset weighs the same), the spread of those per-dataset ranks (std), the spread over all
+    (dataset, seed) cells, and each dataset's mean rank; best first."""
     per_dataset = ranks.groupby(["method", "dataset"])["rank"].mean().unstack("dataset")
     out = pd.DataFrame({"mean_rank": per_dataset.mean(axis=1), "std_over_datasets": per_dataset.std(axis=1, ddof=1),
-                        "std_over_seeds": ranks.groupby("method")["rank"].std(ddof=1),
+                        "std_over_cells": ranks.groupby("method")["rank"].std(ddof=1),
                         "n_datasets": per_dataset.notna().sum(axis=1)}).join(per_dataset)
-    return out.sort_values("mean_rank").rename(index=_label)
+    return out.sort_values("mean_rank")
 
 
 def head_to_head(columns: dict[str, pd.DataFrame], method: str = "mtcrl", others=(), selection: str = "best_val"
                  ) -> pd.DataFrame:
     """Δ(method) − Δ(other) per dataset, paired by seed: mean, std, n and 95 % t interval (positive = `method`
     better). The Δs are relative improvements over the same MTL run, so their difference compares the two methods
-    on the paper's scale."""
+    on the paper's scale. A pair without a common seed is left out."""
     rows = []
     for name, df in columns.items():
         d = per_seed_delta(df, selection=selection).pivot(index="seed", columns="method", values="delta")
@@ -222,8 +236,10 @@ def head_to_head(columns: dict[str, pd.DataFrame], method: str = "mtcrl", others
             if method not in d or other not in d:
                 continue
             diff = (d[method] - d[other]).dropna()
-            s = paired_summary(pd.DataFrame({"method": f"{_label(method)} − {_label(other)}", "delta": diff}))
-            rows.append({"dataset": name, "versus": _label(other), **s.iloc[0].to_dict()})
+            if diff.empty:
+                continue
+            s = paired_summary(pd.DataFrame({"method": f"{label(method)} − {label(other)}", "delta": diff}))
+            rows.append({"dataset": name, "versus": label(other), **s.iloc[0].to_dict()})
     cols = ["dataset", "versus", "mean", "std", "n", "ci95_low", "ci95_high", "verdict"]
     out = pd.DataFrame(rows, columns=cols)
     out["verdict"] = out.verdict.str.replace("MTL", "the other")

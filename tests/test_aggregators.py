@@ -56,6 +56,43 @@ def test_our_pcgrad_equals_torchjds_with_the_same_task_orders(seed):
     assert torch.allclose(ours, JDPCGrad()(g), atol=1e-8)
 
 
+def test_our_gradvac_equals_torchjds_with_four_tasks_and_the_same_orders():
+    g = torch.randn(4, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    g[1] -= 2 * g[0]
+    target = torch.full((4, 4), 0.3, dtype=torch.float64)
+    torch.manual_seed(5)          # torchjd: for each i, a permutation of the other tasks from the global generator
+    orders = [[[j for j in range(4) if j != i][k] for k in torch.randperm(3).tolist()] for i in range(4)]
+    ours, new_target = S.gradvac(g, target, beta=0.01, orders=orders)
+    jd = JDGradVac(beta=0.01)
+    jd(g[:, :1])                  # creates its state (lazily, at the first call), then set it to our target
+    jd.gramian_weighting._phi_t.copy_(target)
+    torch.manual_seed(5)
+    assert torch.allclose(ours, jd(g), atol=1e-8)
+    assert torch.allclose(new_target, jd.gramian_weighting._phi_t, atol=1e-10)
+
+
+def test_aggregator_failures_end_the_run_like_a_non_finite_loss(monkeypatch):
+    from mtcrl_lite.config import make_config
+    from mtcrl_lite.methods import NonFiniteLossError
+    from mtcrl_lite.train import build_method, load_data
+    cfg = make_config("debug", "upgrad", 0)
+    m = build_method(cfg, load_data(cfg), torch.device("cpu"))
+    with pytest.raises(NonFiniteLossError, match="non-finite task gradient entering upgrad"):
+        m.combine(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), 7)
+
+    def fail(grads):
+        raise ValueError("Failed to solve the quadratic programming problem.")
+    monkeypatch.setattr(m.aggregate, "forward", fail)
+    with pytest.raises(NonFiniteLossError, match="step 7: upgrad failed: Failed to solve"):
+        m.combine(torch.eye(2), 7)
+
+
+def test_the_aggregator_is_fixed_by_the_method_name():
+    from mtcrl_lite.config import make_config
+    with pytest.raises(ValueError, match=r"hp.aggregator = 'mgda' differs from the method 'upgrad'.*--method mgda"):
+        make_config("debug", "upgrad", 0, overrides={"hp.aggregator": "mgda"})
+
+
 def test_our_gradvac_equals_torchjds_over_steps_with_the_ema_state():
     gen = torch.Generator().manual_seed(0)
     jd, target = JDGradVac(beta=0.01), torch.zeros(2, 2, dtype=torch.float64)

@@ -30,8 +30,9 @@ def test_empty_apt_lists_are_refreshed_once_only_as_root(tmp_path, monkeypatch, 
             raise StopIteration      # the retry: stop here, there is nothing to unpack
 
     monkeypatch.setattr(F, "_run", run)
+    monkeypatch.setattr(F.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
     monkeypatch.setattr(F.os, "geteuid", lambda: 0 if root else 1000)
-    with pytest.raises(StopIteration if root else RuntimeError, match="" if root else "apt-get update` \\(as root\\)"):
+    with pytest.raises(StopIteration if root else RuntimeError, match=None if root else "apt-get update` \\(as root\\)"):
         F.download_fashion(tmp_path)
     assert calls == ([["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]] if root
                      else [["apt-get", "download"]])
@@ -112,10 +113,11 @@ def test_fashion_datasets_default_shape_and_presets(fake_sources):
 def test_fashion_datasets_borrow_multimnist_tuned_values_until_they_have_their_own(tmp_path):
     from mtcrl_lite.config import tuned_values
     path = tmp_path / "tuned.json"
-    path.write_text('{"multimnist": {"mtl": {"values": {"train.lr": 0.002}}},'
+    path.write_text('{"multimnist": {"mtl": {"values": {"train.lr": 0.002}}, "stl": {"values": {"train.lr": 0.003}}},'
                     ' "fashionmnist": {"mtl": {"values": {"train.lr": 0.005}}}}')
     assert tuned_values("multifashion", "mtl", path) == {"train.lr": 0.002}
     assert tuned_values("fashionmnist", "mtl", path) == {"train.lr": 0.005}
+    assert tuned_values("fashionmnist", "stl", path) == {"train.lr": 0.003}     # per method, not per dataset
     assert tuned_values("movielens", "mtl", path) == {}
 
 

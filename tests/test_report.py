@@ -100,21 +100,24 @@ def test_extended_table_cells_not_run_and_labels():
     assert t.loc["UPGrad", "B"] == "+10.00 (n=1)" and t.loc["MTL", "B"] == "0"
 
 
-def test_ranks_per_seed_include_mtl_and_share_ties():
-    r = R.seed_ranks({"A": DF, "B": DF2}).set_index(["dataset", "seed", "method"])["rank"]
+def test_ranks_per_seed_include_mtl_and_share_ties_on_complete_blocks_only():
+    with pytest.warns(UserWarning, match=r"A: seeds \[1\] lack some of the 3 methods"):
+        r = R.seed_ranks({"A": DF, "B": DF2}).set_index(["dataset", "seed", "method"])["rank"]
     assert (r["A", 0, "mtcrl"], r["A", 0, "mtl"], r["A", 0, "stl"]) == (1, 2, 3)
-    assert (r["A", 1, "mtcrl"], r["A", 1, "mtl"]) == (1, 2)                  # stl has no seed 1
+    assert ("A", 1, "mtcrl") not in r.index                                   # stl has no seed 1: block left out
     assert (r["B", 0, "upgrad"], r["B", 0, "mtcrl"], r["B", 0, "mtl"]) == (1, 2.5, 2.5)
 
 
 def test_average_rank_weighs_datasets_equally():
-    a = R.average_rank(R.seed_ranks({"A": DF, "B": DF2}))
-    v = a.loc["MT-CRL, G-IRM Var"]
-    assert v["mean_rank"] == pytest.approx((1 + 2.5) / 2) and v["n_datasets"] == 2
-    assert v["std_over_datasets"] == pytest.approx(math.sqrt(2 * 0.75 ** 2))
-    assert v["std_over_seeds"] == pytest.approx(pd.Series([1, 1, 2.5]).std())
-    assert a.loc["MTL", "A"] == 2 and a.loc["MTL", "B"] == 2.5
-    assert list(a.index[:2]) == ["UPGrad", "MT-CRL, G-IRM Var"]             # sorted by mean rank
+    a = R.average_rank(R.seed_ranks({"A": DF[DF.seed == 0], "B": DF2, "C": DF2.assign(dataset="c")}))
+    v = a.loc["mtcrl"]                                       # ranks: A 1, B 2.5, C 2.5
+    assert v["mean_rank"] == pytest.approx((1 + 2.5 + 2.5) / 3) and v["n_datasets"] == 3
+    assert v["std_over_datasets"] == pytest.approx(pd.Series([1, 2.5, 2.5]).std())
+    assert a.loc["mtl", "A"] == 2 and a.loc["mtl", "B"] == 2.5 and a.loc["stl", "n_datasets"] == 1
+    assert list(a.index[:2]) == ["upgrad", "mtcrl"]                          # sorted by mean rank
+    seed1 = tidy([("mtl", 1, "l", 0.5), ("mtcrl", 1, "l", 0.6), ("upgrad", 1, "l", 0.7)])   # mtcrl ranks 2
+    seeds = R.average_rank(R.seed_ranks({"A": pd.concat([DF2, seed1])}))
+    assert seeds.loc["mtcrl", "std_over_cells"] == pytest.approx(pd.Series([2.5, 2.0]).std())
 
 
 def test_head_to_head_is_the_paired_difference_of_deltas():
@@ -124,3 +127,14 @@ def test_head_to_head_is_the_paired_difference_of_deltas():
     assert h.loc[("B", "UPGrad"), "mean"] == pytest.approx(-10.0)
     assert ("A", "UPGrad") not in h.index and ("B", "Single-task") not in h.index
     assert h.loc[("A", "MTL"), "verdict"] == "inside the noise"
+
+
+def test_head_to_head_skips_methods_without_a_common_seed():
+    apart = pd.concat([DF2[DF2.method != "upgrad"], DF2[DF2.method == "upgrad"].assign(seed=1),
+                       DF2[DF2.method == "mtl"].assign(seed=1)])
+    assert R.head_to_head({"B": apart}, "mtcrl", ["upgrad"]).empty
+
+
+def test_extended_table_says_when_a_dataset_has_no_mtl_runs():
+    t = R.extended_table({"A": DF, "B": DF2[DF2.method != "mtl"]})
+    assert t.loc["UPGrad", "B"] == "no MTL baseline" and t.loc["MTL", "B"] == "not run"

@@ -150,13 +150,14 @@ def kill_at_step(monkeypatch, kill_step: int, cfg, out):
     monkeypatch.setattr(T, "build_method", real_build)
 
 
-def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch):
-    full = T.run(cfg_for("mtcrl-norm"), tmp_path / "full", progress=False)
-    kill_at_step(monkeypatch, 9, cfg_for("mtcrl-norm"), tmp_path / "killed")   # inside epoch 2 of 3 (4 steps each)
+@pytest.mark.parametrize("method", ["mtcrl-norm", "pcgrad", "gradvac", "upgrad"])   # + seeded orders, EMA buffers
+def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, method):
+    full = T.run(cfg_for(method), tmp_path / "full", progress=False)
+    kill_at_step(monkeypatch, 9, cfg_for(method), tmp_path / "killed")   # inside epoch 2 of 3 (4 steps each)
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert [r["epoch"] for r in read_jsonl(tmp_path / "killed" / "results.jsonl")] == [0, 1]
     logs = []
-    T.run(cfg_for("mtcrl-norm"), tmp_path / "killed", progress=False, log=logs.append)
+    T.run(cfg_for(method), tmp_path / "killed", progress=False, log=logs.append)
     assert logs == [f"resuming {tmp_path / 'killed'} at epoch 2"]
     assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
 

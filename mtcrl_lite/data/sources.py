@@ -144,7 +144,11 @@ def download_fashion(folder: Path) -> None:
                 raise
             _run(["apt-get", "update", "-qq"], tmp, refresh)
             _run(["apt-get", "download", package], tmp, refresh)
-        (deb,) = Path(tmp).glob(f"{package}_*.deb")
+        debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
+        if len(debs) != 1:
+            raise RuntimeError(f"`apt-get download {package}` left {len(debs)} .deb files in {tmp} "
+                               f"({[d.name for d in debs]}), expected one. {refresh}")
+        deb = debs[0]
         _run(["dpkg", "-x", deb.name, "deb"], tmp, no_debian)
         for fname in CHECKSUMS["fashion"]:
             src = Path(tmp) / "deb" / inside / (fname + ".gz")
