@@ -47,8 +47,9 @@ test: data .venv-cff/.installed
 # default scale; selection on the shifted validation split. Writes tuning/multimnist.csv, tuning/movielens.csv
 # and tuning/tuned.json (which the presets then read); the runs themselves go to results/tuning/ and are reused or
 # resumed when the target is run again. Expected cost on 2 CPU cores, from the per-run times under README
-# "Measured": Multi-MNIST 10 methods x 12 draws (20 epochs, one thread each, two at a time: --jobs 2; STL, PCGrad
-# and GradVac cost ~2x) measured 1 h 46 min for 99 runs on 2 cores (+ 10 min 40 s for VREx's 12), MovieLens 10 x 8 x ~12 s = ~17 min.
+# "Measured": Multi-MNIST 14 methods x 12 draws (20 epochs, one thread each, two at a time: --jobs 2; STL, PCGrad,
+# GradVac and the four aggregators cost ~1.5-2x) measured 1 h 46 min for 99 runs on 2 cores (+ 10 min 40 s for VREx's
+# 12, + 1 h 16 min for the aggregators' 48), MovieLens 14 x 8 x ~12-16 s = ~25 min.
 tune: data
 	$(BIN)/python -m mtcrl_lite.search --dataset multimnist --methods $(ALL_METHODS) --draws 12 \
 	  --out results/tuning/multimnist --jobs 2 --set train.device=auto --write-tuning
