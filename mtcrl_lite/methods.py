@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import distributed as D
 from . import losses as L
 from . import mtcrl as C
 from . import surgery as S
@@ -55,8 +56,13 @@ class Method(nn.Module):
         total = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        self.optimizer.step()
+        self.step()
         return {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def step(self) -> None:
+        """The optimizer step, after averaging the gradients over processes (a no-op in one; distributed.py)."""
+        D.sync_grads(self.optimizer)
+        self.optimizer.step()
 
     @torch.no_grad()
     def predict(self, x) -> dict[str, torch.Tensor]:
@@ -115,7 +121,7 @@ class MTCRLMethod(Method):
         if self.girm_weight(step) == 0 or self.hp.girm_grad == "exact":
             return super().update(batches, step)
         terms = self.first_order_backward(batches, step)
-        self.optimizer.step()
+        self.step()
         total = sum(v.detach() for v in terms.values())
         return {"total": float(total), **{k: float(v.detach()) for k, v in terms.items()}}
 
@@ -170,12 +176,12 @@ class SurgeryMethod(Method):
                                    for g, p in zip(grads[:len(shared)], shared)]))
             for p, g in zip(own[t], grads[len(shared):]):
                 p.grad = g
-        combined = self.combine(torch.stack(rows), step)
+        combined = self.combine(D.sync_mean(torch.stack(rows)), step)     # exact under torchrun (distributed.py)
         offset = 0
         for p in shared:
             p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
             offset += p.numel()
-        self.optimizer.step()
+        self.step()
         return {"total": float(sum(losses.values()).detach()), **{k: float(v.detach()) for k, v in terms.items()}}
 
     def combine(self, grads: torch.Tensor, step: int) -> torch.Tensor:

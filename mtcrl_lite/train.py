@@ -2,6 +2,7 @@
 
     python -m mtcrl_lite.train --dataset multimnist --method mtcrl --seed 0 --out DIR \
         [--epochs N] [--smoke | --scale full] [--set key=value ...] [--force]
+    torchrun --nproc_per_node=N -m mtcrl_lite.train ...      # one run over N processes (distributed.py)
 
 Writes DIR/config.json and DIR/results.jsonl atomically after every epoch, keeps the weights of the epoch chosen
 on validation in DIR/model_best.pt (`load_trained(DIR)` reads them back), checkpoints every epoch, resumes
@@ -25,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from . import distributed as D
 from .checkpoint import CHECKPOINT, discard_state, load_best, load_state, save_best, save_state
 from .config import RunConfig, config_from_dict, make_config, parse_sets
 from .batching import epoch_plan, to_batch, to_device, train_steps  # noqa: F401  (epoch_plan, to_batch: API)
@@ -92,11 +94,9 @@ def build_method(cfg: RunConfig, data: MTLData, device):
     return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
 
 
-def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
-    """Train (or resume, or reuse) one run; returns its directory."""
-    out = Path(out)
-    cfg_path, res_path = out / "config.json", out / "results.jsonl"
-    digest = cfg.digest()
+def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
+    """True if `out` already holds this finished run (reuse it); otherwise make it ready for training."""
+    cfg_path = out / "config.json"
     if cfg_path.exists():
         old = {} if force else read_json(cfg_path)       # --force clears even a config.json that cannot be parsed
         if force:
@@ -106,25 +106,43 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
                                  f"pass --force to overwrite it or choose another --out")
         elif is_finished(out):
             log(f"reusing finished run {out}")
-            return out
+            return True
+        elif old.get("world_size", 1) != D.world()[1]:
+            raise RunDirConflict(f"{out} was started on {old.get('world_size', 1)} process(es) and is resumed on "
+                                 f"{D.world()[1]}; resume it with torchrun --nproc_per_node={old.get('world_size', 1)} "
+                                 f"(or without torchrun for 1), so that it resumes bit-identically, or pass --force")
     prepare_out_dir(out)               # an existing file or a read-only directory fails here, before any training
+    return False
+
+
+def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
+    """Train (or resume, or reuse) one run; returns its directory. Under torchrun every rank calls it; rank 0 alone
+    writes the run directory and evaluates (distributed.py)."""
+    out = Path(out)
+    cfg_path, res_path = out / "config.json", out / "results.jsonl"
+    digest = cfg.digest()
+    rank, world_size = D.world()
+    if D.on_rank0(lambda: _claim_out_dir(out, digest, force, log)):
+        return out
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(cfg.train.threads)     # fixed: a run's numbers do not depend on what shares the machine
-    device = resolve_device(cfg.train.device)
+    device = D.local_device(resolve_device(cfg.train.device))
     data = load_data(cfg)
     method = build_method(cfg, data, device)
     tc = cfg.train
     steps_per_epoch = len(epoch_plan({e: len(s) for e, s in data.train_envs.items()}, tc.batch_size, cfg.seed, 0))
+    D.check_step_size(tc.batch_size // len(data.train_envs) * len(data.train_envs))
+    D.shard(method.model)
     inactive = inactive_penalties(cfg, data.train_envs)
     for why in inactive.values():
         warnings.warn(why, InactivePenaltyWarning, stacklevel=2)
-    if not cfg_path.exists():
+    if rank == 0 and not cfg_path.exists():
         atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "digest": digest, **provenance(),
-                                                "n_params": count_parameters(method.model),
-                                                "device": str(device), "inactive_penalties": inactive},
+                                                "n_params": count_parameters(method.model), "device": str(device),
+                                                "world_size": world_size, "inactive_penalties": inactive},
                                                indent=1, sort_keys=True))
     rows, start = [], load_state(out, method, device, digest)
-    if start is not None:
+    if start is not None and rank == 0:
         rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
         if [r["epoch"] for r in rows] != list(range(start)):
             missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
@@ -134,7 +152,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         log(f"resuming {out} at epoch {start}")
     start = start or 0
     train_eval = data.train_all()
-    bar = tqdm(total=steps_per_epoch * tc.epochs, initial=steps_per_epoch * start, disable=not progress,
+    bar = tqdm(total=steps_per_epoch * tc.epochs, initial=steps_per_epoch * start, disable=not progress or rank > 0,
                desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
     ev = dict(chunk=tc.eval_batch_size, num_workers=tc.num_workers)
     monitor = DivergenceMonitor(method, tc.lr)
@@ -153,6 +171,8 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)
             bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
+        if rank > 0:           # rank 0 alone evaluates and writes; the others go on to the next step's all-gather
+            continue
         metrics = {"train": evaluate(method, data, train_eval, device, tc.eval_train_max, **ev),
                    "val": evaluate(method, data, data.val, device, **ev),
                    "test": evaluate(method, data, data.test, device, **ev)}
@@ -164,8 +184,9 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         write_jsonl(res_path, rows)
         save_state(out, epoch, method, digest)
     bar.close()
-    write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
-    discard_state(out)
+    if rank == 0:
+        write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
+        discard_state(out)
     return out
 
 
@@ -203,6 +224,7 @@ def main(argv=None) -> int:
             overrides["train.epochs"] = args.epochs
         cfg = make_config(args.dataset, args.method, args.seed, "smoke" if args.smoke else args.scale, overrides,
                           tuned=not args.untuned)
+        rank = D.init_from_env(cfg.train.device)[0]      # under torchrun: join its process group
         out = run(cfg, args.out, force=args.force, progress=not args.quiet)
     except (KeyError, ValueError, RunDirConflict) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
@@ -210,6 +232,10 @@ def main(argv=None) -> int:
     except (DataMissingError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        D.close()
+    if rank > 0:
+        return 0
     final = read_jsonl(out / "results.jsonl")[-1]
     n_params = read_json(out / "config.json")["n_params"]
     print(json.dumps({"run": str(out), "n_params": n_params, "selected_epoch": final["selected_epoch"],
