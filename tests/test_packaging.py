@@ -27,6 +27,13 @@ def test_dockerfile_installs_requirements_and_the_same_python():
     assert "python:3.11" in docker and "python=3.11" in (ROOT / "environment.yml").read_text()
 
 
+def test_colab_installs_a_subset_of_the_pins():
+    colab = pins((ROOT / "requirements-colab.txt").read_text())
+    req = pins((ROOT / "requirements.txt").read_text())
+    assert colab and all(req.get(name) == version for name, version in colab.items())
+    assert "torch" not in colab and "numpy" not in colab          # Colab keeps its own (already imported)
+
+
 def test_no_deps_pins_are_installed_without_their_dependencies():
     nodeps = pins((ROOT / "requirements-nodeps.txt").read_text())
     assert nodeps == {"cityscapesscripts": "2.3.0"}
