@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import interrupted_at
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -64,25 +65,11 @@ RESUME = {"train.epochs": 3}        # 3 epochs of 1 step on the debug data
 
 def _killed_at_step(cfg, out, kill_step: int) -> None:
     """Run cfg in out, interrupted at global step kill_step on every rank, as a killed job would be."""
-    real = T.build_method
-
-    def build_then_die(*args):
-        m = real(*args)
-        update = m.update
-
-        def update_or_die(batches, step):
-            if step == kill_step:
-                raise KeyboardInterrupt
-            return update(batches, step)
-        m.update = update_or_die
-        return m
-    T.build_method = build_then_die
-    try:
-        T.run(cfg, out, progress=False)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        T.build_method = real
+    with interrupted_at(kill_step):
+        try:
+            T.run(cfg, out, progress=False)
+        except KeyboardInterrupt:
+            pass
 
 
 def _fails_on_rank0() -> None:

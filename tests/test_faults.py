@@ -6,6 +6,7 @@ import shutil
 import typing
 
 import pytest
+from helpers import interrupted_at
 import torch
 
 from mtcrl_lite import checkpoint as C
@@ -178,24 +179,8 @@ INTERRUPTED = ["--epochs", "3"]
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     d = tmp_path_factory.mktemp("interrupted") / "run"
-    real = T.build_method
-
-    def build_then_die(*args):
-        m = real(*args)
-        update = m.update
-
-        def update_or_die(batches, step):
-            if step == 2:             # in epoch 2 of 3 (one step per epoch)
-                raise KeyboardInterrupt
-            return update(batches, step)
-        m.update = update_or_die
-        return m
-    T.build_method = build_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            T.main(["--dataset", "debug", "--method", "mtl", "--out", str(d), "--quiet", *TINY, *INTERRUPTED])
-    finally:
-        T.build_method = real
+    with interrupted_at(2), pytest.raises(KeyboardInterrupt):           # in epoch 2 of 3 (one step per epoch)
+        T.main(["--dataset", "debug", "--method", "mtl", "--out", str(d), "--quiet", *TINY, *INTERRUPTED])
     assert [r["epoch"] for r in read_jsonl(d / "results.jsonl")] == [0, 1] and (d / "checkpoint.pt").exists()
     return d
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import interrupted_at
 import torch
 
 from mtcrl_lite import train as T
@@ -132,22 +133,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 
 def kill_at_step(monkeypatch, kill_step: int, cfg, out):
     """Run cfg in out and interrupt it (KeyboardInterrupt) at global step kill_step, as a killed process would be."""
-    real_build = T.build_method
-
-    def build_then_die(*args):
-        m = real_build(*args)
-        update = m.update
-
-        def update_or_die(batches, step):
-            if step == kill_step:
-                raise KeyboardInterrupt
-            return update(batches, step)
-        m.update = update_or_die
-        return m
-    monkeypatch.setattr(T, "build_method", build_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(kill_step), pytest.raises(KeyboardInterrupt):
         T.run(cfg, out, progress=False)
-    monkeypatch.setattr(T, "build_method", real_build)
 
 
 @pytest.mark.parametrize("method", ["mtcrl-norm", "pcgrad", "gradvac", "upgrad"])   # + seeded orders, EMA buffers
