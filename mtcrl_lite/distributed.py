@@ -45,7 +45,10 @@ def init_from_env(device_name: str = "auto") -> tuple[int, int]:
 
 
 def close() -> None:
+    """Leave the process group once every rank is done (no rank tears down its connections under a peer still
+    using them)."""
     if world()[1] > 1:
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -95,7 +95,10 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         if rank == 0:
             torch.save({"cases": results, "resume_log": logs}, tmp / "out.pt")
     finally:
-        dist.destroy_process_group()
+        D.close()
+    # skip the interpreter's teardown: in CI a gloo worker thread of rank 1 once aborted there ("terminate called
+    # without an active exception") after all the work was done and written
+    os._exit(0)
 
 
 @pytest.fixture
