@@ -55,6 +55,7 @@ SCHEMA: dict[str, tuple[str, tuple | None]] = {
     "MOVIELENS": ("bool", None),
     # 10 (beyond the paper)
     "DATASETS": ("str_list", None),
+    "DENSE_SEEDS": ("int_list", None),
 }
 # A notebook whose parameter of a SCHEMA name has another type: notebook name -> {name: (kind, allowed)}; used when
 # the notebook calls parameters(notebook=...). 01's EPOCHS is its list of training lengths (short and long).
@@ -64,7 +65,7 @@ NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
 # Smallest valid value of numeric parameters (every entry of a list): EPOCHS 0 is an error, not "the preset".
 MINIMUM: dict[str, int] = {"EPOCHS": 1, "SEEDS": 0, "D_CAUSAL": 1, "D_NOISE": 0, "N_LARGE": 1, "N_FIT_REPEATS": 1,
                            "NS": 1, "N_REPEATS": 1, "WIDTH": 1, "N_ANALYZE": 1, "WIDTHS": 1, "EPOCHS_GRID": 1,
-                           "MAIN_SEEDS": 0, "JOBS": 1}
+                           "MAIN_SEEDS": 0, "JOBS": 1, "DENSE_SEEDS": 0}
 EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
             "dict": "\"{'train.epochs': 5}\"", "int_list": '"[1, 2, 3]"', "float_list": '"[0.5, 2.0]"',
             "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "int_or_none": "20",

@@ -28,14 +28,6 @@ ROWS = {"stl": "Single-task", "pcgrad": "PCGrad", "gradvac": "GradVac", "dann": 
         "mtcrl-nogirm": "MT-CRL w/o G-IRM", "mtcrl-norm": "MT-CRL, G-IRM Norm", "mtcrl": "MT-CRL, G-IRM Var"}
 # methods after the paper (notebook 10): an invariance penalty and torchjd's gradient aggregators
 NEW_ROWS = {"vrex": "VREx", "upgrad": "UPGrad", "imtl-g": "IMTL-G", "aligned-mtl": "Aligned-MTL", "mgda": "MGDA"}
-# notebook 10's columns: registry name -> (label, the folder its runs share with the notebook that owns them, the
-# overrides that notebook passes, so that a run is the same config and is reused rather than trained twice)
-EXTENDED_COLUMNS = {
-    "multimnist": ("Multi-MNIST", "06_multimnist", {}),
-    "multifashion": ("Multi-Fashion", "10_beyond_the_paper/multifashion", {}),
-    "fashionmnist": ("Fashion+MNIST", "10_beyond_the_paper/fashionmnist", {}),
-    "movielens": ("MovieLens", "07_movielens", {"data.target": "rating"}),
-}
 # The paper's main table (REFERENCES.md, from the authors' slides): Δ over vanilla MTL in %.
 PAPER = {
     "stl": [3.3, 0.2, -2.5, -2.4, -12.2, -2.7],
