@@ -67,8 +67,7 @@ def plan(P) -> list[Column]:
         elif name in DENSE:
             bench = dense_benchmark.get_benchmark(name)
             where = str(Path(P.DATA_ROOT) / name) if P.DATA_ROOT else None
-            dataset, own, _ = dense_benchmark.choose_data(bench, where, scale)
-            own = {**own, **(bench.default_overrides if scale == "default" else {})}
+            dataset, own, _ = dense_benchmark.run_data(bench, where, scale)
             label = bench.label + (" †" if dataset == dense_benchmark.STAND_IN else "")
             folder, seeds = bench.folder, P.DENSE_SEEDS
         else:

@@ -95,6 +95,13 @@ def choose_data(bench: Benchmark, data_root: str | None, scale: str = "default")
     return STAND_IN, bench.stand_in_overrides(scale), line
 
 
+def run_data(bench: Benchmark, data_root: str | None, scale: str = "default") -> tuple[str, dict, str]:
+    """`choose_data` plus the benchmark's default-scale overrides: the data part of every run config of the column
+    (notebooks 03-05 and notebook 10's dense columns both build theirs from it, so their runs are the same)."""
+    dataset, over, line = choose_data(bench, data_root, scale)
+    return dataset, {**over, **(bench.default_overrides if scale == "default" else {})}, line
+
+
 @dataclass
 class DenseRun:
     """What a dense notebook trains and where: dataset, scale, seeds, config overrides, results folder."""
@@ -169,11 +176,10 @@ def setup(name: str, P, log=print) -> DenseRun:
     DATA_ROOT, RESULTS_DIR, METHODS, TASKS; JOBS if it has one); prints the data line and the plan."""
     bench = get_benchmark(name)
     scale, seeds = ("smoke", P.SEEDS[:1]) if P.SMOKE else (P.SCALE, list(P.SEEDS))
-    dataset, data_over, line = choose_data(bench, P.DATA_ROOT, scale)
+    dataset, data_over, line = run_data(bench, P.DATA_ROOT, scale)
     log(line)
     overrides = {"train.device": P.DEVICE, **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
-                 **({"data.tasks": tuple(P.TASKS)} if P.TASKS else {}), **data_over,
-                 **(bench.default_overrides if scale == "default" else {})}
+                 **({"data.tasks": tuple(P.TASKS)} if P.TASKS else {}), **data_over}
     out = results_root(P.RESULTS_DIR) if P.RESULTS_DIR else \
         results_root() / ("smoke" if P.SMOKE else "") / bench.folder
     (out / "figures").mkdir(parents=True, exist_ok=True)

@@ -131,16 +131,16 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     assert cfg["seed"] == 0 and cfg["hp"]["girm"] == "var" and "git_revision" in cfg and cfg["n_params"] > 0
 
 
-def kill_at_step(monkeypatch, kill_step: int, cfg, out):
+def kill_at_step(kill_step: int, cfg, out):
     """Run cfg in out and interrupt it (KeyboardInterrupt) at global step kill_step, as a killed process would be."""
     with interrupted_at(kill_step), pytest.raises(KeyboardInterrupt):
         T.run(cfg, out, progress=False)
 
 
 @pytest.mark.parametrize("method", ["mtcrl-norm", "pcgrad", "gradvac", "upgrad"])   # + seeded orders, EMA buffers
-def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, method):
+def test_killed_run_resumes_to_identical_results(tmp_path, method):
     full = T.run(cfg_for(method), tmp_path / "full", progress=False)
-    kill_at_step(monkeypatch, 9, cfg_for(method), tmp_path / "killed")   # inside epoch 2 of 3 (4 steps each)
+    kill_at_step(9, cfg_for(method), tmp_path / "killed")   # inside epoch 2 of 3 (4 steps each)
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert [r["epoch"] for r in read_jsonl(tmp_path / "killed" / "results.jsonl")] == [0, 1]
     logs = []
@@ -218,12 +218,12 @@ def test_cosine_schedule_factors_and_optimizer_rates():
     assert [g["lr"] for g in opt.param_groups] == [0.0025, 0.005]
 
 
-def test_cosine_run_resumes_identically_and_changes_the_numbers(tmp_path, monkeypatch):
+def test_cosine_run_resumes_identically_and_changes_the_numbers(tmp_path):
     cos = {"train.schedule": "cosine"}
     full = T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "full", progress=False)
     const = T.run(cfg_for("mtcrl-norm"), tmp_path / "const", progress=False)
     assert strip_times(read_jsonl(full / "results.jsonl")) != strip_times(read_jsonl(const / "results.jsonl"))
-    kill_at_step(monkeypatch, 6, cfg_for("mtcrl-norm", **cos), tmp_path / "killed")
+    kill_at_step(6, cfg_for("mtcrl-norm", **cos), tmp_path / "killed")
     T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "killed", progress=False)
     assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
     with pytest.raises(ValueError, match="train.schedule"):
