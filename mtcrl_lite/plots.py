@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .report import label
 from .results import final_graphs
 
 
@@ -76,7 +77,8 @@ def routing_graphs(run_dirs, task_names):
 
 
 def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = "", baseline: str = "vanilla MTL"):
-    """Per-seed Δ over the baseline (dots) with the mean and its 95 % interval (bar), one row per method."""
+    """Per-seed Δ over the baseline (dots) with the mean and its 95 % interval (bar), one row per method, named by
+    its display name (`report.label`: registry keys such as "mtcrl" read "MT-CRL, G-IRM Var")."""
     methods = list(summary.index)
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(methods) + 1))
     for i, m in enumerate(methods):
@@ -87,7 +89,7 @@ def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = "", 
             ax.plot([s["ci95_low"], s["ci95_high"]], [i, i], "-", color="C1", lw=2)
         ax.plot([s["mean"]], [i], "|", color="C1", ms=14, mew=2)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(methods)), methods)
+    ax.set_yticks(range(len(methods)), [label(m) for m in methods])
     ax.set_xlabel(f"Δ over {baseline}, same seed (%)")
     ax.set_title(title)
     fig.tight_layout()
@@ -213,12 +215,12 @@ def strength_curve(scores: pd.DataFrame, title: str = ""):
 def method_ranks(ranks: pd.DataFrame, order: list[str], title: str = ""):
     """Rank of every method (1 = best) per dataset and seed: one dot per (dataset, seed), coloured by dataset,
     and the mean over datasets (each dataset's mean rank weighs the same) as a black bar. `order`: rows, best first."""
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
+    fig, ax = plt.subplots(figsize=(8.5, 0.35 * len(order) + 1.2))
     sns.stripplot(ranks, x="rank", y="method", hue="dataset", order=order, dodge=True, alpha=0.6, size=4, ax=ax)
     per_dataset = ranks.groupby(["method", "dataset"])["rank"].mean().groupby("method").mean()
     ax.scatter(per_dataset.reindex(order), range(len(order)), marker="|", s=300, color="black", zorder=3,
                label="mean over datasets")
     ax.set(xlabel="rank among the methods (1 = best)", ylabel="", title=title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: no dot is hidden under it
     fig.tight_layout()
     return fig

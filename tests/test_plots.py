@@ -36,3 +36,22 @@ def test_method_ranks_marks_the_mean_over_datasets_in_the_given_order():
     means = [c for c in ax.collections if c.get_label() == "mean over datasets"][0].get_offsets()
     # x: A mean 1.5, B 1 -> 1.25; y: A 1.5, B 2 -> 1.75 (each dataset weighs the same, not each seed)
     assert np.allclose(np.asarray(means), [[1.25, 0], [1.75, 1]])
+
+
+def test_method_ranks_keeps_its_legend_outside_the_dots():
+    ranks = pd.DataFrame({"dataset": ["A", "A"], "seed": [0, 0], "method": ["x", "y"], "rank": [1.0, 2.0]})
+    fig = plots.method_ranks(ranks, ["x", "y"])
+    fig.canvas.draw()
+    legend = fig.axes[0].get_legend().get_window_extent()
+    assert legend.x0 >= fig.axes[0].get_window_extent().x1
+
+
+def test_paired_deltas_names_rows_by_display_name_with_mean_and_interval():
+    deltas = pd.DataFrame({"method": ["mtcrl", "mtcrl", "my-method", "my-method"], "delta": [1.0, 3.0, -1.0, -1.0]})
+    summary = pd.DataFrame({"mean": [2.0, -1.0], "ci95_low": [0.5, float("nan")], "ci95_high": [3.5, float("nan")]},
+                           index=["mtcrl", "my-method"])
+    ax = plots.paired_deltas(deltas, summary).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["MT-CRL, G-IRM Var", "my-method"]   # unknown keys as given
+    drawn = [(tuple(l.get_xdata()), tuple(l.get_ydata())) for l in ax.get_lines()]
+    assert ((1.0, 3.0), (0, 0)) in drawn and ((0.5, 3.5), (0, 0)) in drawn and ((2.0,), (0,)) in drawn
+    assert sorted(x for x, y in drawn if y[0] == 1) == [(-1.0,), (-1.0, -1.0)]   # NaN interval: dots and mean only
