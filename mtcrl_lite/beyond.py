@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import dense_benchmark
 from .config import make_config
-from .paths import results_root
+from .notebook import results_dir, run_overrides
 
 # registry dataset -> (label, the folder its runs share with the notebook that owns them, that notebook's overrides)
 SMALL = {
@@ -56,24 +56,20 @@ def plan(P) -> list[Column]:
     DATASETS, DEVICE, DATA_ROOT, RESULTS_DIR), in the order of DATASETS. In smoke mode one seed and results/smoke/;
     with RESULTS_DIR every column's runs go to RESULTS_DIR/<name> instead of the owning notebook's folder."""
     scale = "smoke" if P.SMOKE else P.SCALE
-    root = results_root() / ("smoke" if P.SMOKE else "")
-    common = {"train.device": P.DEVICE, **({"train.epochs": P.EPOCHS} if P.EPOCHS else {})}
     columns = []
     for name in P.DATASETS:
         if name in SMALL:
             label, folder, own = SMALL[name]
-            dataset, seeds = name, P.SEEDS
-            own = {**own, **({"data.root": str(P.DATA_ROOT)} if P.DATA_ROOT else {})}
+            dataset, seeds, over = name, P.SEEDS, {**run_overrides(P), **own}
         elif name in DENSE:
             bench = dense_benchmark.get_benchmark(name)
             where = str(Path(P.DATA_ROOT) / name) if P.DATA_ROOT else None
             dataset, own, _ = dense_benchmark.run_data(bench, where, scale)
             label = bench.label + (" †" if dataset == dense_benchmark.STAND_IN else "")
-            folder, seeds = bench.folder, P.DENSE_SEEDS
+            folder, seeds, over = bench.folder, P.DENSE_SEEDS, {**run_overrides(P, data_root=False), **own}
         else:
             raise KeyError(f"unknown DATASETS entry {name!r}; valid: {list(NAMES)}")
-        home = results_root(P.RESULTS_DIR) / name if P.RESULTS_DIR else root / folder
-        over = {**common, **own}
+        home = results_dir(P, folder) / (name if P.RESULTS_DIR else "")   # RESULTS_DIR: a folder per column
         threads = make_config(dataset, "mtl", 0, scale, over).train.threads
         columns.append(Column(name, label, dataset, tuple(seeds[:1] if P.SMOKE else seeds), home, over, threads))
     return columns

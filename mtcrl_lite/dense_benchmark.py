@@ -20,7 +20,7 @@ import pandas as pd
 from . import report, sweep
 from .config import make_config
 from .data import cityscapes, nyuv2, scenes, taskonomy
-from .paths import results_root
+from .notebook import results_dir, run_overrides
 from .results import collect
 from .train import load_data, load_trained
 
@@ -178,10 +178,9 @@ def setup(name: str, P, log=print) -> DenseRun:
     scale, seeds = ("smoke", P.SEEDS[:1]) if P.SMOKE else (P.SCALE, list(P.SEEDS))
     dataset, data_over, line = run_data(bench, P.DATA_ROOT, scale)
     log(line)
-    overrides = {"train.device": P.DEVICE, **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
-                 **({"data.tasks": tuple(P.TASKS)} if P.TASKS else {}), **data_over}
-    out = results_root(P.RESULTS_DIR) if P.RESULTS_DIR else \
-        results_root() / ("smoke" if P.SMOKE else "") / bench.folder
+    overrides = {**run_overrides(P, data_root=False), **({"data.tasks": tuple(P.TASKS)} if P.TASKS else {}),
+                 **data_over}
+    out = results_dir(P, bench.folder)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     run = DenseRun(bench, dataset, scale, seeds, overrides, out, getattr(P, "JOBS", 1))
     log(f"scale={scale} seeds={seeds} methods={P.METHODS}" + (f" jobs={run.jobs}" if hasattr(P, "JOBS") else "") +

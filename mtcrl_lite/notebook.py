@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ast
 import math
+from pathlib import Path
 from types import SimpleNamespace
+
+from .paths import results_root
 
 # name -> (kind, allowed values or None). A kind is a base kind, optionally with a suffix:
 #   "bool", "int", "float", "prob" (a float in [0, 1]), "str", "path" (a str, or None), "dict" (config overrides,
@@ -204,3 +207,19 @@ def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None 
             raise _fail(name, value, kind, f"{low} below the smallest valid value {MINIMUM[name]}", None)
         out[name] = v
     return SimpleNamespace(**out)
+
+
+def results_dir(P, folder: str) -> Path:
+    """Where a notebook writes: RESULTS_DIR when given, else results/<folder> (results/smoke/<folder> in smoke mode;
+    results/ is $MTCRL_RESULTS when set). `folder` "" gives the root the notebooks' folders share."""
+    if P.RESULTS_DIR:
+        return results_root(P.RESULTS_DIR)
+    return results_root() / ("smoke" if P.SMOKE else "") / folder
+
+
+def run_overrides(P, data_root: bool = True) -> dict:
+    """The config overrides a notebook's runs take from its parameters: train.device from DEVICE, train.epochs from
+    EPOCHS when set, data.root from DATA_ROOT when set (unless `data_root` is False: the dense benchmarks resolve
+    their own, `dense_benchmark.choose_data`)."""
+    return {"train.device": P.DEVICE, **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
+            **({"data.root": str(P.DATA_ROOT)} if data_root and P.DATA_ROOT else {})}

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from mtcrl_lite.methods import METHODS as REGISTRY
-from mtcrl_lite.notebook import EXAMPLES, NOTEBOOK_SCHEMA, SCHEMA, ParameterError, parameters, split_kind
+from mtcrl_lite.notebook import (EXAMPLES, NOTEBOOK_SCHEMA, SCHEMA, ParameterError, parameters, results_dir,
+                                 run_overrides, split_kind)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -316,3 +317,21 @@ def test_counts_below_their_minimum_are_errors():
     assert error("EPOCHS", "0") == ("notebook parameter EPOCHS = '0': [0] below the smallest valid value 1; "
                                     "pass e.g. -p EPOCHS 20")
     assert "[-1] below the smallest valid value 0" in error("SEEDS", "[0, -1]")
+
+
+def test_results_dir_is_results_dir_or_the_notebooks_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTCRL_RESULTS", str(tmp_path / "res"))
+    P = SimpleNamespace(RESULTS_DIR=None, SMOKE=False)
+    assert results_dir(P, "06_multimnist") == tmp_path / "res" / "06_multimnist"
+    assert results_dir(SimpleNamespace(RESULTS_DIR=None, SMOKE=True), "06_multimnist") == \
+        tmp_path / "res" / "smoke" / "06_multimnist"
+    assert results_dir(P, "") == tmp_path / "res"
+    assert results_dir(SimpleNamespace(RESULTS_DIR="elsewhere", SMOKE=True), "06_multimnist") == Path("elsewhere")
+
+
+def test_run_overrides_from_device_epochs_and_data_root():
+    P = SimpleNamespace(DEVICE="cpu", EPOCHS=None, DATA_ROOT=None)
+    assert run_overrides(P) == {"train.device": "cpu"}
+    P = SimpleNamespace(DEVICE="auto", EPOCHS=3, DATA_ROOT=Path("/d"))
+    assert run_overrides(P) == {"train.device": "auto", "train.epochs": 3, "data.root": "/d"}
+    assert run_overrides(P, data_root=False) == {"train.device": "auto", "train.epochs": 3}
