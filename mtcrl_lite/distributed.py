@@ -40,13 +40,25 @@ def init_from_env(device_name: str = "auto") -> tuple[int, int]:
     gpu = device_name != "cpu" and torch.cuda.is_available()
     if gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if gpu else "gloo", timeout=timedelta(minutes=30))
+    init_group("nccl" if gpu else "gloo", timeout=timedelta(minutes=30))
     return world()
+
+
+def init_group(backend: str, **kwargs) -> None:
+    """dist.init_process_group(backend, **kwargs), after importing torch._inductor (what run() would import).
+
+    run() calls torch.use_deterministic_algorithms, which imports torch._inductor; that import, made while a process
+    group exists, keeps a reference to the group (torch 2.13), so destroy_process_group no longer joins gloo's worker
+    threads. One of them then releases a finished collective during interpreter shutdown and aborts the process
+    ("terminate called without an active exception", SIGABRT; 2 of 25 two-process CPU runs on a loaded machine, and
+    once in CI). Imported before the group, it holds nothing, and close() joins the threads."""
+    import torch._inductor.config  # noqa: F401  (see above)
+    dist.init_process_group(backend, **kwargs)
 
 
 def close() -> None:
     """Leave the process group once every rank is done (no rank tears down its connections under a peer still
-    using them)."""
+    using them); with init_group, this also ends the backend's threads before the interpreter shuts down."""
     if world()[1] > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -76,10 +76,17 @@ def _fails_on_rank0() -> None:
     raise T.RunDirConflict(f"raised on rank {D.world()[0]}")
 
 
+def _gloo_threads() -> list[str]:
+    """The names of this process's gloo threads (Linux: /proc/self/task/*/comm)."""
+    tasks = Path("/proc/self/task")
+    return sorted(n for n in ((d / "comm").read_text().strip() for d in tasks.iterdir()) if "gloo" in n)
+
+
 def _worker(rank: int, world: int, tmp: str) -> None:
     torch.set_num_threads(1)
     tmp = Path(tmp)
-    dist.init_process_group("gloo", init_method=f"file://{tmp / 'init'}", rank=rank, world_size=world)
+    D.init_group("gloo", init_method=f"file://{tmp / 'init'}", rank=rank, world_size=world)
+    (tmp / f"threads_at_start_{rank}").write_text(json.dumps(_gloo_threads()))
     try:
         try:
             D.on_rank0(_fails_on_rank0)
@@ -96,9 +103,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
             torch.save({"cases": results, "resume_log": logs}, tmp / "out.pt")
     finally:
         D.close()
-    # skip the interpreter's teardown: in CI a gloo worker thread of rank 1 once aborted there ("terminate called
-    # without an active exception") after all the work was done and written
-    os._exit(0)
+    (tmp / f"threads_after_close_{rank}").write_text(json.dumps(_gloo_threads()))
 
 
 @pytest.fixture
@@ -152,6 +157,16 @@ def test_killed_two_process_run_resumes_identically(two_process_results):
 def test_an_error_on_rank0_reaches_every_rank(two_process_results):
     tmp = two_process_results["tmp"]
     assert [(tmp / f"error_seen_by_{r}").read_text() for r in (0, 1)] == ["raised on rank 0"] * 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from Linux's /proc")
+def test_close_ends_the_backend_threads(two_process_results):
+    """After close() no gloo thread is left to release a collective while the interpreter shuts down (the SIGABRT of
+    D.init_group's docstring): the runs in between set deterministic mode, whose late import used to pin the group."""
+    tmp = two_process_results["tmp"]
+    for r in (0, 1):
+        assert "pt_gloo_runloop" in json.loads((tmp / f"threads_at_start_{r}").read_text())
+        assert json.loads((tmp / f"threads_after_close_{r}").read_text()) == []
 
 
 def test_uneven_step_is_a_clear_error(monkeypatch):
