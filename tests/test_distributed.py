@@ -86,12 +86,13 @@ def _worker(rank: int, world: int, tmp: str) -> None:
     torch.set_num_threads(1)
     tmp = Path(tmp)
     D.init_group("gloo", init_method=f"file://{tmp / 'init'}", rank=rank, world_size=world)
-    (tmp / f"threads_at_start_{rank}").write_text(json.dumps(_gloo_threads()))
     try:
         try:
             D.on_rank0(_fails_on_rank0)
         except T.RunDirConflict as e:           # every rank gets rank 0's error instead of waiting for it
             (tmp / f"error_seen_by_{rank}").write_text(str(e))
+        # a worker thread names itself when it starts, so after a collective at least one carries its name
+        (tmp / f"threads_in_use_{rank}").write_text(json.dumps(_gloo_threads()))
         results = [_train(m, extra) for m, extra in CASES]
         cfg = _config("mtcrl", RESUME)
         T.run(cfg, tmp / "full", progress=False)
@@ -165,7 +166,7 @@ def test_close_ends_the_backend_threads(two_process_results):
     D.init_group's docstring): the runs in between set deterministic mode, whose late import used to pin the group."""
     tmp = two_process_results["tmp"]
     for r in (0, 1):
-        assert "pt_gloo_runloop" in json.loads((tmp / f"threads_at_start_{r}").read_text())
+        assert "pt_gloo_runloop" in json.loads((tmp / f"threads_in_use_{r}").read_text())
         assert json.loads((tmp / f"threads_after_close_{r}").read_text()) == []
 
 
