@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from helpers import interrupted_at
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mtcrl_lite import distributed as D
