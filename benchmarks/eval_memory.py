@@ -5,7 +5,7 @@
 Each size runs in a fresh process that evaluates an MTL encoder-decoder (segmentation with 13 classes, depth,
 normals, NYUv2-like) on a lazy split whose samples are generated on read (so the data itself is never held in
 memory), and prints the process's peak resident memory (ru_maxrss) and the time. Streaming metrics
-(mtcrl_lite.meters) keep O(1) state per task; a concatenating evaluation would grow by about
+(mtcrl_lite.core.meters) keep O(1) state per task; a concatenating evaluation would grow by about
 N x H x W x (13 + 1 + 3) x 4 bytes (10,000 images at 64x64: 2.8 GB).
 """
 import argparse
@@ -31,10 +31,10 @@ def measure(n: int, size: int) -> dict:
     import torch
 
     from mtcrl_lite.data.base import FileSplit, MTLData
-    from mtcrl_lite.evaluation import evaluate
-    from mtcrl_lite.methods import METHODS, default_hparams
-    from mtcrl_lite.models import ModelConfig, build_model
-    from mtcrl_lite.tasks import Task
+    from mtcrl_lite.run.evaluate import evaluate
+    from mtcrl_lite.baselines.methods import METHODS, default_hparams
+    from mtcrl_lite.models.networks import ModelConfig, build_model
+    from mtcrl_lite.core.tasks import Task
 
     torch.set_num_threads(2)
     tasks = [Task("seg", "segmentation", 13, "miou"), Task("depth", "depth", 1, "abs_err"),

@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from mtcrl_lite.config import make_config
-from mtcrl_lite.methods import METHODS
-from mtcrl_lite.train import build_method, epoch_plan, load_data, to_batch
+from mtcrl_lite.run.config import make_config
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.run.train import build_method, epoch_plan, load_data, to_batch
 
 
 def prepare(name, dataset, steps, batch, warmup=5):

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mtcrl_lite.config import make_config
-from mtcrl_lite.results import read_jsonl
-from mtcrl_lite.sweep import run_configs
+from mtcrl_lite.run.config import make_config
+from mtcrl_lite.run.rundir import read_jsonl
+from mtcrl_lite.grid.sweep import run_configs
 
 
 def strip_times(rows):

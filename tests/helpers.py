@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from mtcrl_lite import train as T
+from mtcrl_lite.run import train as T
 
 
 @contextmanager

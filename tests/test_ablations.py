@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from mtcrl_lite import ablations as AB
-from mtcrl_lite import report
-from mtcrl_lite.config import make_config
+from mtcrl_lite.experiments import ablations as AB
+from mtcrl_lite.analysis import tables as report
+from mtcrl_lite.run.config import make_config
 
 
 def test_exclusive_share_counts_modules_one_task_keeps_and_another_drops():
@@ -100,7 +100,7 @@ def test_paired_table_and_its_text_form():
 
 
 def test_conditions_read_tuned_values_unless_told_not_to(tmp_path, monkeypatch):
-    from mtcrl_lite import config
+    from mtcrl_lite.run import config
     path = tmp_path / "tuned.json"
     path.write_text(json.dumps({"debug": {"mtl": {"values": {"train.lr": 0.005}}}}))
     monkeypatch.setattr(config, "TUNED_PATH", path)

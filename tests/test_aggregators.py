@@ -5,9 +5,9 @@ import torch
 from torchjd.aggregation import GradVac as JDGradVac
 from torchjd.aggregation import PCGrad as JDPCGrad
 
-from mtcrl_lite import surgery as S
-from mtcrl_lite.aggregators import AGGREGATORS, make_aggregator
-from mtcrl_lite.methods import METHODS, Aggregated, default_hparams
+from mtcrl_lite.baselines import surgery as S
+from mtcrl_lite.baselines.aggregators import AGGREGATORS, make_aggregator
+from mtcrl_lite.baselines.methods import METHODS, Aggregated, default_hparams
 
 G = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)   # g1 . g2 = -22: a conflict
 
@@ -72,9 +72,9 @@ def test_our_gradvac_equals_torchjds_with_four_tasks_and_the_same_orders():
 
 
 def test_aggregator_failures_end_the_run_like_a_non_finite_loss(monkeypatch):
-    from mtcrl_lite.config import make_config
-    from mtcrl_lite.methods import NonFiniteLossError
-    from mtcrl_lite.train import build_method, load_data
+    from mtcrl_lite.run.config import make_config
+    from mtcrl_lite.baselines.methods import NonFiniteLossError
+    from mtcrl_lite.run.train import build_method, load_data
     cfg = make_config("debug", "upgrad", 0)
     m = build_method(cfg, load_data(cfg), torch.device("cpu"))
     with pytest.raises(NonFiniteLossError, match="non-finite task gradient entering upgrad"):
@@ -88,7 +88,7 @@ def test_aggregator_failures_end_the_run_like_a_non_finite_loss(monkeypatch):
 
 
 def test_the_aggregator_is_fixed_by_the_method_name():
-    from mtcrl_lite.config import make_config
+    from mtcrl_lite.run.config import make_config
     with pytest.raises(ValueError, match=r"hp.aggregator = 'mgda' differs from the method 'upgrad'.*--method mgda"):
         make_config("debug", "upgrad", 0, overrides={"hp.aggregator": "mgda"})
 

@@ -1,11 +1,11 @@
-"""mtcrl_lite.beyond: notebook 10's columns reuse the runs of the notebooks that own the datasets."""
+"""mtcrl_lite.experiments.extended: notebook 10's columns reuse the runs of the notebooks that own the datasets."""
 from types import SimpleNamespace
 
 import pytest
 
-from mtcrl_lite import beyond
-from mtcrl_lite import dense_benchmark as DB
-from mtcrl_lite.config import make_config
+from mtcrl_lite.experiments import extended as beyond
+from mtcrl_lite.experiments import dense as DB
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import cityscapes, nyuv2
 from mtcrl_lite.paths import results_root
 

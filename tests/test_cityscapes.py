@@ -133,7 +133,7 @@ def test_empty_root_names_the_layout_and_where_the_data_lives(tmp_path, layout, 
 def test_cli_fixture_and_training_end_to_end(tmp_path, capsys, layout):
     assert data_main(["fixture", "cityscapes", str(tmp_path / "fx"), "--layout", layout]) == 0
     assert "data.root=" in capsys.readouterr().out and C.available(str(tmp_path / "fx"), layout)
-    r = subprocess.run([sys.executable, "-m", "mtcrl_lite.train", "--dataset", "cityscapes", "--set",
+    r = subprocess.run([sys.executable, "-m", "mtcrl_lite.run.train", "--dataset", "cityscapes", "--set",
                         f"data.root={tmp_path / 'fx'}", "--set", f"data.layout={layout}", "--smoke", "--method",
                         "mtcrl", "--out", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True,
                        timeout=300)

@@ -1,4 +1,4 @@
-"""Every notebook's Colab badge and bootstrap cell (mtcrl_lite/colab.py): on Colab the cell runs exactly the clone,
+"""Every notebook's Colab badge and bootstrap cell (mtcrl_lite/experiments/colab.py): on Colab the cell runs exactly the clone,
 install and fetch commands below; anywhere else it runs nothing. Checked without a network by recording the commands."""
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import types
 
 import pytest
 
-from mtcrl_lite import __version__, colab
+from mtcrl_lite import __version__
+
+from mtcrl_lite.experiments import colab
 from mtcrl_lite.data.sources import FETCHERS
 
 NAMES = sorted(p.stem for p in colab.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -39,7 +41,7 @@ def run_cell(name: str, monkeypatch, on_colab: bool) -> list:
 
 def test_every_notebook_has_the_current_cells():
     assert NAMES and set(NAMES) == set(colab.DATA)
-    assert colab.main(["--check"]) == 0, "run python -m mtcrl_lite.colab"
+    assert colab.main(["--check"]) == 0, "run python -m mtcrl_lite.experiments.colab"
     for name in NAMES:
         badge, boot = first_cells(name)
         assert badge["cell_type"] == "markdown" and boot["cell_type"] == "code" and boot["outputs"] == []

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from mtcrl_lite.config import make_config, parse_sets
+from mtcrl_lite.run.config import make_config, parse_sets
 from mtcrl_lite.data.mnist import TASKS
-from mtcrl_lite.methods import METHODS
-from mtcrl_lite.models import MTCRL, ModelConfig, SharedMTL, SingleTask, build_model, count_parameters
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.models.networks import MTCRL, ModelConfig, SharedMTL, SingleTask, build_model, count_parameters
 
 
 def test_overrides_by_section_and_bare_key():
@@ -156,7 +156,7 @@ def test_design_fields_reject_unknown_values(key, bad):
 
 
 def test_unknown_decorrelation_kind_is_a_clear_error(tmp_path):
-    from mtcrl_lite.train import run
+    from mtcrl_lite.run.train import run
     with pytest.raises(ValueError, match="hp.dec_kind = 'hsic' is not one of"):
         make_config("debug", "mtcrl", 0, "smoke", {"hp.dec_kind": "hsic"})
     cfg = make_config("debug", "mtcrl", 0, "smoke", {"train.epochs": 1})

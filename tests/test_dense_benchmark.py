@@ -1,16 +1,16 @@
-"""mtcrl_lite.dense_benchmark: the logic of notebooks 03 (Taskonomy), 04 (CityScapes) and 05 (NYUv2), on tiny data."""
+"""mtcrl_lite.experiments.dense: the logic of notebooks 03 (Taskonomy), 04 (CityScapes) and 05 (NYUv2), on tiny data."""
 import math
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from mtcrl_lite import dense_benchmark as DB
-from mtcrl_lite import report
-from mtcrl_lite.config import make_config
+from mtcrl_lite.experiments import dense as DB
+from mtcrl_lite.analysis import tables as report
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import cityscapes, nyuv2
-from mtcrl_lite.methods import METHODS
-from mtcrl_lite.models import n_modules
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.models.networks import n_modules
 
 ALL = list(METHODS)
 

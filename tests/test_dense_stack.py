@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from mtcrl_lite import losses as L
-from mtcrl_lite import mtcrl as C
-from mtcrl_lite.batching import EpochPlan, epoch_plan, eval_batches, to_device, train_steps
+from mtcrl_lite.core import losses as L
+from mtcrl_lite.core import objective as C
+from mtcrl_lite.data.batching import EpochPlan, epoch_plan, eval_batches, to_device, train_steps
 from mtcrl_lite.data.base import ArraySplit, ConcatSplit, FileSplit, MTLData
-from mtcrl_lite.evaluation import evaluate
-from mtcrl_lite.methods import METHODS, default_hparams
-from mtcrl_lite.models import MTCRL, ModelConfig, SharedMTL, SingleTask, build_model, count_parameters
-from mtcrl_lite.tasks import Task
+from mtcrl_lite.run.evaluate import evaluate
+from mtcrl_lite.baselines.methods import METHODS, default_hparams
+from mtcrl_lite.models.networks import MTCRL, ModelConfig, SharedMTL, SingleTask, build_model, count_parameters
+from mtcrl_lite.core.tasks import Task
 
 NAN = float("nan")
 S = 8
@@ -250,7 +250,8 @@ def test_first_order_backward_gives_the_gradients_of_the_plain_formulation():
     m = METHODS["mtcrl"].cls(build_model("mtcrl", data.input_shape, TASKS, CFG), TASKS, hp, 1e-3, 0.0,
                              list(data.train_envs))
     batch = to_device(next(iter(train_steps(data.train_envs, 8, 0, 0))), "cpu")
-    m.first_order_backward(batch, 0)
+    m.optimizer.zero_grad(set_to_none=True)
+    C.mtcrl_backward(m.model, TASKS, batch, hp, 0)
     fast = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in m.model.parameters()]
     m.optimizer.zero_grad(set_to_none=True)
     terms, env, risks, present, z, _, inputs = C.forward(m.model, TASKS, hp, batch, per_sample_graph=False)
@@ -277,11 +278,11 @@ def test_taskonomy_fixture_trains_end_to_end_from_the_command_line(tmp_path):
 
     fx = cli("-m", "mtcrl_lite.data", "fixture", "taskonomy", str(tmp_path / "tk"))
     assert fx.returncode == 0, fx.stderr
-    r = cli("-m", "mtcrl_lite.train", "--dataset", "taskonomy", "--set", f"data.root={tmp_path / 'tk'}", "--smoke",
+    r = cli("-m", "mtcrl_lite.run.train", "--dataset", "taskonomy", "--set", f"data.root={tmp_path / 'tk'}", "--smoke",
             "--method", "mtcrl", "--out", str(tmp_path / "run"), "--quiet")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(out["test"]) == {"segment_semantic", "depth_zbuffer", "normal", "keypoints2d", "edge_texture"}
-    missing = cli("-m", "mtcrl_lite.train", "--dataset", "taskonomy", "--set", f"data.root={tmp_path / 'none'}",
+    missing = cli("-m", "mtcrl_lite.run.train", "--dataset", "taskonomy", "--set", f"data.root={tmp_path / 'none'}",
                   "--smoke", "--method", "mtl", "--out", str(tmp_path / "run2"), "--quiet")
     assert missing.returncode == 1 and "rgb" in missing.stderr and "taskonomy" in missing.stderr.lower()

@@ -22,13 +22,13 @@ from helpers import interrupted_at
 import torch
 import torch.multiprocessing as mp
 
-from mtcrl_lite import distributed as D
-from mtcrl_lite import train as T
-from mtcrl_lite.batching import train_steps
-from mtcrl_lite.config import make_config
-from mtcrl_lite.methods import METHODS
-from mtcrl_lite.results import read_jsonl
-from mtcrl_lite.train import build_method, load_data
+from mtcrl_lite.models import distributed as D
+from mtcrl_lite.run import train as T
+from mtcrl_lite.data.batching import train_steps
+from mtcrl_lite.run.config import make_config
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.run.rundir import read_jsonl
+from mtcrl_lite.run.train import build_method, load_data
 
 STEPS = 3
 # (method, extra overrides): every method with its penalties active from step 0 and a batch-normalised encoder;
@@ -216,7 +216,7 @@ def test_torchrun_cli(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    p = subprocess.run(torchrun + ["-m", "mtcrl_lite.train", "--dataset", "debug", "--method", "mtcrl", "--smoke",
+    p = subprocess.run(torchrun + ["-m", "mtcrl_lite.run.train", "--dataset", "debug", "--method", "mtcrl", "--smoke",
                                    "--set", "model.module_norm=batch", "--quiet", "--out", str(run)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -101,7 +101,7 @@ def test_fashion_datasets_confounder_sources_and_splits(fake_sources, name, left
 
 
 def test_fashion_datasets_default_shape_and_presets(fake_sources):
-    from mtcrl_lite.config import make_config
+    from mtcrl_lite.run.config import make_config
     assert build_dataset("fashionmnist", MultiMNISTConfig(n_train_per_env=64, n_val=64, n_test=64)).input_shape \
         == (1, 32, 32)
     for name in ("multifashion", "fashionmnist"):
@@ -111,7 +111,7 @@ def test_fashion_datasets_default_shape_and_presets(fake_sources):
 
 
 def test_fashion_datasets_borrow_multimnist_tuned_values_until_they_have_their_own(tmp_path):
-    from mtcrl_lite.config import tuned_values
+    from mtcrl_lite.run.config import tuned_values
     path = tmp_path / "tuned.json"
     path.write_text('{"multimnist": {"mtl": {"values": {"train.lr": 0.002}}, "stl": {"values": {"train.lr": 0.003}}},'
                     ' "fashionmnist": {"mtl": {"values": {"train.lr": 0.005}}}}')

@@ -9,14 +9,14 @@ import pytest
 from helpers import interrupted_at
 import torch
 
-from mtcrl_lite import checkpoint as C
-from mtcrl_lite import guards as G
-from mtcrl_lite import surgery as S
-from mtcrl_lite import train as T
-from mtcrl_lite.config import RANGES, SCALES, SECTIONS, _fields, make_config
+from mtcrl_lite.run import checkpoint as C
+from mtcrl_lite.run import guards as G
+from mtcrl_lite.baselines import surgery as S
+from mtcrl_lite.run import train as T
+from mtcrl_lite.run.config import RANGES, SCALES, SECTIONS, _fields, make_config
 from mtcrl_lite.data import DATASETS
-from mtcrl_lite.methods import METHODS
-from mtcrl_lite.results import atomic_write_text, is_finished, read_json, read_jsonl
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl
 
 
 # -- silent wrong results ---------------------------------------------------------------------------------------
@@ -36,7 +36,7 @@ def test_gradvac_on_exactly_opposite_gradients_is_finite(dtype, seed):
 
 
 # -- the runner: bad inputs on the command line, damaged run directories -----------------------------------------
-# Every case runs `python -m mtcrl_lite.train` in process (main(argv)) on the download-free debug dataset with a
+# Every case runs `python -m mtcrl_lite.run.train` in process (main(argv)) on the download-free debug dataset with a
 # tiny model (one step per epoch) and checks the exit code and the one-line error on stderr (a regular expression).
 
 TINY = ["--set", "train.batch_size=128", "--set", "model.channels=4", "--set", "model.width=8"]

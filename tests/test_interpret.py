@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from mtcrl_lite import interpret as I
-from mtcrl_lite import plots
+from mtcrl_lite.analysis import interpret as I
+from mtcrl_lite.analysis import plots
 from mtcrl_lite.data import movielens as M
-from mtcrl_lite.models import MTCRL, ModelConfig, SharedMTL
-from mtcrl_lite.tasks import Task
+from mtcrl_lite.models.networks import MTCRL, ModelConfig, SharedMTL
+from mtcrl_lite.core.tasks import Task
 
 from test_movielens import SMALL, write_fixture
 

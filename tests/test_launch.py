@@ -1,8 +1,8 @@
 """Sweeps through submitit: local processes at most `jobs` at a time, a Slurm script checked without a cluster."""
 import pytest
 
-from mtcrl_lite import launch as Lc
-from mtcrl_lite import sweep
+from mtcrl_lite.grid import launch as Lc
+from mtcrl_lite.grid import sweep
 
 
 def test_local_launch_returns_results_in_the_order_of_the_work(tmp_path):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mtcrl_lite import losses as L
+from mtcrl_lite.core import losses as L
 
 X = torch.tensor([1.0, -1.0, 1.0, -1.0])
 W = torch.tensor([1.0, 1.0, -1.0, -1.0])   # orthogonal to X, same mean and variance

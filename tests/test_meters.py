@@ -1,11 +1,11 @@
-"""Streaming metrics (mtcrl_lite.meters) on tensors small enough to check by hand."""
+"""Streaming metrics (mtcrl_lite.core.meters) on tensors small enough to check by hand."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from mtcrl_lite import meters as M
+from mtcrl_lite.core import meters as M
 
 NAN = float("nan")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from mtcrl_lite.metrics import relative_improvement
+from mtcrl_lite.analysis.relative import relative_improvement
 
 # NYUv2, SegNet-MTAN, 200 epochs (REFERENCES.md): mIoU, pix acc | depth abs, rel | normal mean, median, 11.25, 22.5, 30
 HIB = {"seg": {"miou": True, "pix": True}, "depth": {"abs": False, "rel": False},
@@ -52,7 +52,7 @@ def test_relative_improvement_errors():
 def test_auc_by_hand_and_with_ties():
     import torch
 
-    from mtcrl_lite.tasks import auc
+    from mtcrl_lite.core.tasks import auc
     y = torch.tensor([0, 0, 1, 1])
     assert auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), y) == pytest.approx(0.75)    # one of four pairs misordered
     assert auc(torch.tensor([1.0, 1.0, 1.0, 1.0]), y) == pytest.approx(0.5)     # all tied
@@ -63,7 +63,7 @@ def test_auc_by_hand_and_with_ties():
 def test_task_metrics_per_kind():
     import torch
 
-    from mtcrl_lite.tasks import Task
+    from mtcrl_lite.core.tasks import Task
     clf = Task("c", "classification", 2)
     out = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
     m = clf.metrics(out, torch.tensor([0, 1, 0]))
@@ -79,7 +79,7 @@ def test_nyuv2_delta_m_with_the_package_metric_names_and_directions():
     """The same published rows under the names our meters report (meters.py) and the directions of tasks.py,
     in both conventions: all-metrics reproduces the published Δm; 'paper' uses the primary of each NYUv2 task."""
     from mtcrl_lite.data.nyuv2 import TASKS
-    from mtcrl_lite.tasks import HIGHER_IS_BETTER
+    from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 
     def named(*v):
         return {"segmentation": {"miou": v[0], "pix_acc": v[1]}, "depth": {"abs_err": v[2], "rel_err": v[3]},

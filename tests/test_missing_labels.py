@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from mtcrl_lite import losses as L
-from mtcrl_lite import train as T
+from mtcrl_lite.core import losses as L
+from mtcrl_lite.run import train as T
 from mtcrl_lite.data.base import ArraySplit, MTLData
-from mtcrl_lite.methods import METHODS
-from mtcrl_lite.tasks import Task
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.core.tasks import Task
 
 from test_train import cfg_for, train_one_epoch
 
@@ -127,8 +127,8 @@ def test_vrex_objective_is_the_mean_risk_plus_the_weighted_variance_by_hand():
     """Two environments, one regression task, a model that outputs 0: R^e = mean of y^2 in e."""
     from torch import nn
 
-    from mtcrl_lite.methods import VREx, VRExHParams
-    from mtcrl_lite.tasks import Task
+    from mtcrl_lite.baselines.methods import VREx, VRExHParams
+    from mtcrl_lite.core.tasks import Task
 
     class Zero(nn.Module):
         def __init__(self):

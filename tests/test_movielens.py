@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from mtcrl_lite import train as T
-from mtcrl_lite.config import make_config
+from mtcrl_lite.run import train as T
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import DataMissingError
 from mtcrl_lite.data import movielens as M
 from mtcrl_lite.data import sources as F
 from mtcrl_lite.data.base import TabularSpec
-from mtcrl_lite.models import TabularTrunk, trunk_for
+from mtcrl_lite.models.networks import TabularTrunk, trunk_for
 
 ITEMS = """item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq
 1\tToy Story\t1965\tAnimation Children's Comedy

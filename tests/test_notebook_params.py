@@ -1,4 +1,4 @@
-"""Notebook parameters (`mtcrl_lite.notebook.parameters`): values as papermill passes them (`-p SEEDS "[0, 1]"` gives
+"""Notebook parameters (`mtcrl_lite.experiments.notebook.parameters`): values as papermill passes them (`-p SEEDS "[0, 1]"` gives
 the string "[0, 1]"), errors that name the parameter, the value and an example, and every notebook's parameters cell
 checked against SCHEMA: its names are known, the next code cell validates all of them, later cells use only `P.NAME`,
 and its literal defaults validate."""
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mtcrl_lite.methods import METHODS as REGISTRY
-from mtcrl_lite.notebook import (EXAMPLES, NOTEBOOK_SCHEMA, SCHEMA, ParameterError, parameters, results_dir,
+from mtcrl_lite.baselines.methods import METHODS as REGISTRY
+from mtcrl_lite.experiments.notebook import (EXAMPLES, NOTEBOOK_SCHEMA, SCHEMA, ParameterError, parameters, results_dir,
                                  run_overrides, split_kind)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,7 +275,7 @@ def test_parameters_cell_names_only_known_parameters(nb):
     _, _, defaults = parameters_cell(nb)
     assert defaults, f"{nb.name}: empty parameters cell"
     unknown = sorted(set(defaults) - set(SCHEMA))
-    assert not unknown, f"{nb.name}: parameters {unknown} are not in mtcrl_lite.notebook.SCHEMA"
+    assert not unknown, f"{nb.name}: parameters {unknown} are not in mtcrl_lite.experiments.notebook.SCHEMA"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

@@ -125,7 +125,7 @@ def test_empty_root_names_the_layout_and_where_the_data_lives(tmp_path):
 def test_cli_fixture_and_training_end_to_end(tmp_path, capsys):
     assert data_main(["fixture", "nyuv2", str(tmp_path / "fx")]) == 0
     assert "data.root=" in capsys.readouterr().out and N.available(str(tmp_path / "fx"))
-    r = subprocess.run([sys.executable, "-m", "mtcrl_lite.train", "--dataset", "nyuv2", "--set",
+    r = subprocess.run([sys.executable, "-m", "mtcrl_lite.run.train", "--dataset", "nyuv2", "--set",
                         f"data.root={tmp_path / 'fx'}", "--smoke", "--method", "mtcrl", "--out", str(tmp_path / "run"),
                         "--quiet"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from mtcrl_lite import plots
+from mtcrl_lite.analysis import plots
 
 
 def test_strength_curve_draws_the_mean_over_seeds_per_method():

@@ -31,8 +31,8 @@ def test_use_mtcrl_in_your_model_block_runs_as_printed():
 
 def test_routed_model_equals_the_package_model_on_the_same_weights():
     """RoutedModel around the package's own encoder and heads computes what models.MTCRL computes."""
-    from mtcrl_lite.models import MTCRL, ModelConfig
-    from mtcrl_lite.mtcrl import RoutedModel, Task
+    from mtcrl_lite.models.networks import MTCRL, ModelConfig
+    from mtcrl_lite.core.objective import RoutedModel, Task
 
     tasks = [Task("a", "classification", 3), Task("b", "regression", 1)]
     torch.manual_seed(0)
@@ -48,7 +48,7 @@ def test_routed_model_equals_the_package_model_on_the_same_weights():
 def test_routed_model_names_a_width_that_does_not_split():
     import pytest
     from torch import nn
-    from mtcrl_lite.mtcrl import RoutedModel
+    from mtcrl_lite.core.objective import RoutedModel
 
     model = RoutedModel(nn.Linear(4, 6), {"a": nn.Linear(6, 2)}, n_modules=4)
     with pytest.raises(ValueError, match="divisible by n_modules = 4"):

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from mtcrl_lite import report as R
+from mtcrl_lite.analysis import tables as R
 
 
 def tidy(rows):
@@ -61,7 +61,7 @@ def test_orderings_report_each_claim():
 
 
 def test_sweep_summary_formats_mean_std_and_counts():
-    from mtcrl_lite.sweep import summary
+    from mtcrl_lite.grid.sweep import summary
     df = DF.assign(selection="best_val")
     t = summary(df)
     assert t.loc["mtcrl", ("test", "r")] == "0.700 ± 0.424"      # mean and sample std of 0.40, 1.00

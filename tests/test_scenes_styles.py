@@ -3,7 +3,7 @@ and inverse depth; the confounder, shortcut_accuracy and depth_agreement in each
 import numpy as np
 import pytest
 
-from mtcrl_lite.config import LATER_FIELDS, make_config
+from mtcrl_lite.run.config import LATER_FIELDS, make_config
 from mtcrl_lite.data import cityscapes, nyuv2
 from mtcrl_lite.data.scenes import (STYLES, ScenesConfig, build_scenes, depth_agreement, render_layouts,
                                     sample_layouts, sample_style, shortcut_accuracy)

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from mtcrl_lite import config as C
-from mtcrl_lite import search as S
-from mtcrl_lite import train as T
-from mtcrl_lite.batching import training_environments
-from mtcrl_lite.config import make_config
-from mtcrl_lite.methods import ERM, METHODS, MethodSpec
+from mtcrl_lite.run import config as C
+from mtcrl_lite.grid import search as S
+from mtcrl_lite.run import train as T
+from mtcrl_lite.data.batching import training_environments
+from mtcrl_lite.run.config import make_config
+from mtcrl_lite.baselines.methods import ERM, METHODS, MethodSpec
 
 TINY = {"train.batch_size": 32, "train.epochs": 1, "model.channels": (4,), "model.width": 8}
 
@@ -87,7 +87,7 @@ def test_tiny_search_table_select_and_tuning_files(tmp_path, monkeypatch):
     assert S.select(S.tuning_table("debug", tmp_path / "tuning")) == S.select(table)     # read back from the csv
     with pytest.raises(FileNotFoundError, match="make tune"):
         S.tuning_table("movielens", tmp_path / "tuning")
-    assert tuned["mtcrl"]["command"].startswith("python -m mtcrl_lite.search --dataset debug")
+    assert tuned["mtcrl"]["command"].startswith("python -m mtcrl_lite.grid.search --dataset debug")
     # the presets read it: values applied and recorded; a second search run reuses every run
     monkeypatch.setattr(C, "TUNED_PATH", tuning / "tuned.json")
     cfg = make_config("debug", "mtcrl")

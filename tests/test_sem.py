@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mtcrl_lite.config import make_config
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import build_dataset
 from mtcrl_lite.data.sem import (MultiSEMConfig, build_multisem, label_agreement, mixing_matrix, sample_labels,
                                  sample_latents)

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from mtcrl_lite import spurious as S
-from mtcrl_lite import spurious_data as D
-from mtcrl_lite import spurious_experiments as E
-from mtcrl_lite.config import make_config
+from mtcrl_lite.analysis import reliance as S
+from mtcrl_lite.experiments import reliance_data as D
+from mtcrl_lite.experiments import reliance_study as E
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data.sem import label_agreement
-from mtcrl_lite.train import load_data
+from mtcrl_lite.run.train import load_data
 
 
 class Linear(torch.nn.Module):
@@ -126,7 +126,7 @@ def test_iid_strength_matches_the_training_agreement():
 
 
 def test_analyze_run_and_table1_end_to_end(tmp_path):
-    from mtcrl_lite.sweep import run_grid
+    from mtcrl_lite.grid.sweep import run_grid
     dirs = run_grid("multisem", ["stl", "mtl"], [0, 1], tmp_path, "smoke", progress=False)
     df = E.analyze_runs(dirs, n_max=200)
     assert len(df) == 2 * 2 * 2 * 2                                # methods x seeds x tasks x sets

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from mtcrl_lite import losses as L
-from mtcrl_lite import surgery as S
+from mtcrl_lite.core import losses as L
+from mtcrl_lite.baselines import surgery as S
 
 
 def test_pcgrad_without_conflict_is_the_plain_sum():

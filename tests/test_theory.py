@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mtcrl_lite import theory as T
+from mtcrl_lite.analysis import theory as T
 
 
 def brute_force_logodds(s, m, mu, task=0):

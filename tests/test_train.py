@@ -8,10 +8,10 @@ import pytest
 from helpers import interrupted_at
 import torch
 
-from mtcrl_lite import train as T
-from mtcrl_lite.config import make_config
-from mtcrl_lite.methods import METHODS, default_hparams
-from mtcrl_lite.results import collect, read_jsonl
+from mtcrl_lite.run import train as T
+from mtcrl_lite.run.config import make_config
+from mtcrl_lite.baselines.methods import METHODS, default_hparams
+from mtcrl_lite.run.rundir import collect, read_jsonl
 
 SMALL = {"train.batch_size": 32, "train.epochs": 3, "hp.anneal_steps": 1, "model.channels": (4,), "model.width": 8}
 
@@ -170,7 +170,7 @@ def test_collect_gives_a_tidy_table(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "mtcrl_lite.train", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "mtcrl_lite.run.train", *args], capture_output=True, text=True)
 
 
 def test_cli_errors_are_clear(tmp_path):
@@ -204,7 +204,7 @@ def test_load_trained_returns_the_validation_selected_weights(tmp_path):
 
 
 def test_cosine_schedule_factors_and_optimizer_rates():
-    from mtcrl_lite.schedule import lr_factor, set_lr
+    from mtcrl_lite.run.schedule import lr_factor, set_lr
     assert [lr_factor("cosine", s, 4) for s in range(4)] == pytest.approx([1.0, 0.5 + 0.5 ** 1.5, 0.5, 0.5 - 0.5 ** 1.5])
     assert lr_factor("constant", 7, 4) == 1.0
     with pytest.raises(ValueError, match="train.schedule"):
@@ -231,7 +231,7 @@ def test_cosine_run_resumes_identically_and_changes_the_numbers(tmp_path):
 
 
 def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
-    from mtcrl_lite.sweep import run_configs
+    from mtcrl_lite.grid.sweep import run_configs
     cfgs = [cfg_for(m, **{"train.threads": 1}) for m in ("mtl", "mtcrl")]
     serial = run_configs(cfgs, [tmp_path / "s" / c.method for c in cfgs], progress=False)
     parallel = run_configs(cfgs, [tmp_path / "p" / c.method for c in cfgs], progress=False, jobs=2)
@@ -243,7 +243,7 @@ def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
 
 
 def test_finished_runs_are_not_launched_again(tmp_path, monkeypatch):
-    from mtcrl_lite import sweep
+    from mtcrl_lite.grid import sweep
     cfgs = [cfg_for(m, **{"train.threads": 1, "train.epochs": 1}) for m in ("mtl", "stl")]
     dirs = [tmp_path / c.method for c in cfgs]
     sweep.run_configs(cfgs[:1], dirs[:1], progress=False)                  # mtl finished, stl not
@@ -269,7 +269,7 @@ def test_design_variants_train_with_girm_active(tmp_path, method, variant):
 
 
 def test_parallel_runs_that_oversubscribe_the_cores_warn(tmp_path, monkeypatch):
-    from mtcrl_lite import sweep
+    from mtcrl_lite.grid import sweep
     monkeypatch.setattr(sweep.os, "cpu_count", lambda: 2)
     cfgs = [cfg_for("mtl", seed=s, **{"train.threads": 2, "train.epochs": 1}) for s in (0, 1)]
     with pytest.warns(RuntimeWarning, match="oversubscribe"):

@@ -1,16 +1,16 @@
 """Dataset registry: name -> (config dataclass, builder returning MTLData)."""
 from __future__ import annotations
 
-from .base import ArraySplit, ConcatSplit, FileSplit, MTLData, Split
-from .sources import DataMissingError, fetch
-from .mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
-from .fashion import build_fashionmnist, build_multifashion
-from .sem import MultiSEMConfig, build_multisem
-from .movielens import MovieLensConfig, build_movielens
-from .scenes import ScenesConfig, build_scenes
-from .taskonomy import TaskonomyConfig, build_taskonomy
-from .nyuv2 import NYUv2Config, build_nyuv2
-from .cityscapes import CityScapesConfig, build_cityscapes
+from mtcrl_lite.data.base import ArraySplit, ConcatSplit, FileSplit, MTLData, Split
+from mtcrl_lite.data.sources import DataMissingError, fetch
+from mtcrl_lite.data.mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
+from mtcrl_lite.data.fashion import build_fashionmnist, build_multifashion
+from mtcrl_lite.data.sem import MultiSEMConfig, build_multisem
+from mtcrl_lite.data.movielens import MovieLensConfig, build_movielens
+from mtcrl_lite.data.scenes import ScenesConfig, build_scenes
+from mtcrl_lite.data.taskonomy import TaskonomyConfig, build_taskonomy
+from mtcrl_lite.data.nyuv2 import NYUv2Config, build_nyuv2
+from mtcrl_lite.data.cityscapes import CityScapesConfig, build_cityscapes
 
 DATASETS = {
     "multimnist": (MultiMNISTConfig, build_multimnist),

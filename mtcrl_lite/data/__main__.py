@@ -1,7 +1,7 @@
 import argparse
 import sys
 
-from .sources import FETCHERS, fetch
+from mtcrl_lite.data.sources import FETCHERS, fetch
 
 # datasets that cannot be fetched here, whose layout `fixture` writes in miniature
 FIXTURES = ("taskonomy", "nyuv2", "cityscapes")
@@ -10,7 +10,7 @@ FIXTURES = ("taskonomy", "nyuv2", "cityscapes")
 def write_fixture(name: str, folder: str, views: int, size: int, seed: int, layout: str = "mtan") -> str:
     """Write the fixture of dataset `name` under `folder`; returns a description of what was written."""
     if name == "taskonomy":
-        from . import taskonomy as T
+        from mtcrl_lite.data import taskonomy as T
         buildings = T.fixture_buildings()
         root = T.write_fixture(folder, buildings, views_per_building=views, size=size, seed=seed)
         n_files = sum(1 for _ in root.rglob("*.png"))
@@ -21,7 +21,7 @@ def write_fixture(name: str, folder: str, views: int, size: int, seed: int, layo
                 f"test {', '.join(parts['test'])}), {views} views each, {size}x{size}, folders rgb "
                 f"{' '.join(T.TASK_NAMES)}.\nUse it with --set data.root={root} (split 'taskgrouping').")
     if name in ("nyuv2", "cityscapes"):
-        from . import cityscapes, nyuv2
+        from mtcrl_lite.data import cityscapes, nyuv2
         if name == "nyuv2":
             root = nyuv2.write_fixture(folder, seed=seed)
             what = "the MTAN layout (train/ val/ with image label depth normal, scene_types.csv)"
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     m.add_argument("root", help="the MTAN NYUv2 copy (data.root) to write scene_types.csv into")
     args = p.parse_args(argv)
     if args.cmd == "nyuv2-manifest":
-        from .nyuv2_manifest import write_manifest_from_official
+        from mtcrl_lite.data.nyuv2_manifest import write_manifest_from_official
         print(f"wrote {write_manifest_from_official(args.labeled, args.splits, args.root)}")
         return 0
     if args.cmd == "fixture":

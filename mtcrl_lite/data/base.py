@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..tasks import Task
+from mtcrl_lite.core.tasks import Task
 
 
 def _as_tensor(a: np.ndarray, is_input: bool) -> torch.Tensor:

@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import data_root
-from ..tasks import Task
-from . import mtan
-from .base import FileSplit, MTLData
-from .sources import DataMissingError
+from mtcrl_lite.paths import data_root
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data import mtan
+from mtcrl_lite.data.base import FileSplit, MTLData
+from mtcrl_lite.data.sources import DataMissingError
 
 CLASS_NAMES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")   # categoryId 1..7
 N_CLASSES = len(CLASS_NAMES)
@@ -161,7 +161,7 @@ def decode_disparity(raw: np.ndarray, scale: float = 1.0) -> np.ndarray:
 def read_official(item: OfficialItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     from PIL import Image
 
-    from .taskonomy import resize_nearest
+    from mtcrl_lite.data.taskonomy import resize_nearest
     spec = item.spec
     im = _open(item.path("leftImg8bit")).convert("RGB")
     stored_w = im.size[0]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import MTLData
-from .mnist import MultiMNISTConfig, build_from_pools, load_mnist, read_idx, split_pools
-from .sources import verify
+from mtcrl_lite.data.base import MTLData
+from mtcrl_lite.data.mnist import MultiMNISTConfig, build_from_pools, load_mnist, read_idx, split_pools
+from mtcrl_lite.data.sources import verify
 
 # label -> class name (the dataset's README)
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tasks import Task
-from .base import ArraySplit, MTLData
-from .sources import verify
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data.base import ArraySplit, MTLData
+from mtcrl_lite.data.sources import verify
 
 CANVAS = 64
 DIGIT = 28

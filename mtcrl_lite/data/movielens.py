@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..tasks import Task
-from .base import ArraySplit, MTLData, TabularSpec
-from .sources import verify
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data.base import ArraySplit, MTLData, TabularSpec
+from mtcrl_lite.data.sources import verify
 
 GENRES = ("Drama", "Film-Noir", "Mystery", "Romance", "Children's", "Animation", "Musical", "Adventure")
 DENSE = ("gender", "age", "year")

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .sources import DataMissingError
+from mtcrl_lite.data.sources import DataMissingError
 
 PARTS = ("train", "val", "test")
 MTAN_SPLITS = ("train", "val")              # the folders of the MTAN layout
@@ -229,7 +229,7 @@ def decode_depth(raw: np.ndarray) -> np.ndarray:
 
 def read_mtan(item: MtanItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(x float32 (3, h, w) in [0, 1], {task: label}) of one sample; labels are resized nearest-neighbour."""
-    from .taskonomy import resize_nearest
+    from mtcrl_lite.data.taskonomy import resize_nearest
     spec = item.spec
     img = load_npy(item.path("image"), (None, None, 3), spec.name)
     x = resize_image(np.moveaxis(img, -1, 0), spec.hw)
@@ -282,7 +282,7 @@ def build_mtan(name: str, cfg, tasks: dict, task_specs: dict, manifest: str, key
     """A benchmark in the MTAN layout. cfg: root, tasks, size, max_items, n_envs, data_seed, missing_labels.
     task_specs {task: (folder, kind, n_classes)}; `manifest` (a CSV under ROOT with the header split,index,<key>)
     splits by groups, else fallback."""
-    from .base import FileSplit, MTLData
+    from mtcrl_lite.data.base import FileSplit, MTLData
     unknown = [t for t in cfg.tasks if t not in tasks]
     if unknown or not cfg.tasks:
         raise ValueError(f"{name}: unknown or no tasks {list(cfg.tasks)}; valid: {tuple(tasks)}")

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import data_root
-from ..tasks import Task
-from . import mtan
-from .base import MTLData
+from mtcrl_lite.paths import data_root
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data import mtan
+from mtcrl_lite.data.base import MTLData
 
 # MTAN's 13 classes (the 13-class mapping of Couprie et al. 2013), in label order
 CLASS_NAMES = ("bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture", "sofa", "table", "tv",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import mtan
+from mtcrl_lite.data import mtan
 
 N_FRAMES, N_TRAIN, N_TEST = 1449, 795, 654
 

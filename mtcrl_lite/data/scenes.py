@@ -95,8 +95,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..tasks import Task
-from .base import ArraySplit, MTLData
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data.base import ArraySplit, MTLData
 
 CLASS_NAMES = ("floor", "wall", "sphere", "cylinder", "box")
 N_CLASSES = len(CLASS_NAMES)

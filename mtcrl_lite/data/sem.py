@@ -10,7 +10,7 @@ For every sample of an environment with confounder strength m = m_C:
     x   = M L                                               M = I (mixing="identity") or a random orthogonal
                                                             matrix (mixing="orthogonal", seeded by data_seed)
 
-Consequences (used by notebook 01 and `mtcrl_lite.theory`):
+Consequences (used by notebook 01 and `mtcrl_lite.analysis.theory`):
 * P(Y_s = Y_t) = m^2 + (1 - m)^2 for s != t: the labels are independent exactly when m = 0.5 and agree more
   often the further m is from 0.5 (the model is symmetric under m <-> 1 - m).
 * The projection s_t = u . Z_t is sufficient for Y_t, s_t | Y_t ~ N(+-mu, 1), so Z_t alone predicts Y_t with
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..tasks import Task
-from .base import ArraySplit, MTLData
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data.base import ArraySplit, MTLData
 
 MIXINGS = ("identity", "orthogonal")
 

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..paths import data_root
+from mtcrl_lite.paths import data_root
 
 # sha256 of every file a loader reads; a mismatch is an error, never a warning.
 CHECKSUMS = {

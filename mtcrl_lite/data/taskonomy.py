@@ -58,10 +58,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..paths import data_root
-from ..tasks import Task
-from .base import FileSplit, MTLData
-from .sources import DataMissingError
+from mtcrl_lite.paths import data_root
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data.base import FileSplit, MTLData
+from mtcrl_lite.data.sources import DataMissingError
 
 TASK_NAMES = ("segment_semantic", "depth_zbuffer", "normal", "keypoints2d", "edge_texture")
 # background + the 16 COCO classes of taskbank/assets/web_assets/pseudosemantics/coco_selected_classes.txt

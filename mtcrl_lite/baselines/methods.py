@@ -1,0 +1,353 @@
+"""One algorithm contract and the method registry (DomainBed-style).
+
+A method owns its model and optimizer. Each training step it receives per-environment batches
+
+    batches = {env_name: (x, {task: y})}      # every training environment, every step
+
+and returns a dict of floats to log. Methods that ignore environments concatenate them. A new method is
+one class here plus one `register(...)` line; methods that need per-task gradients of the shared
+parameters (PCGrad, GradVac) override `update` and use `model.shared_parameters()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mtcrl_lite.models import distributed as D
+from mtcrl_lite.core import losses as L
+from mtcrl_lite.core import objective as C
+from mtcrl_lite.baselines import surgery as S
+from mtcrl_lite.baselines.aggregators import AGGREGATORS, make_aggregator
+from mtcrl_lite.core.batches import concat, env_index
+from mtcrl_lite.core.hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
+from mtcrl_lite.core.objective import MTCRLHParams
+from mtcrl_lite.core.tasks import Task
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+@dataclass
+class NoHParams:
+    pass
+
+
+class Method(nn.Module):
+    model_kind = "mtl"
+    hparams_cls = NoHParams
+
+    def __init__(self, model: nn.Module, tasks: list[Task], hparams, lr: float, weight_decay: float,
+                 envs: list[str]):
+        super().__init__()
+        self.model, self.tasks, self.hp, self.envs = model, tasks, hparams, list(envs)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    # -- the contract -------------------------------------------------------------------------
+    def objective(self, batches, step: int) -> dict[str, torch.Tensor]:
+        """Named, already-weighted loss terms; the total minimized is their sum."""
+        raise NotImplementedError
+
+    def update(self, batches, step: int) -> dict[str, float]:
+        terms = self.objective(batches, step)
+        check_finite(terms, step)
+        total = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.step()
+        return {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def step(self) -> None:
+        """The optimizer step, after averaging the gradients over processes (a no-op in one; distributed.py)."""
+        D.sync_grads(self.optimizer)
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def predict(self, x) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    def routing_graph(self):
+        """The T x K routing graph as nested lists, or None for models without one."""
+        g = getattr(self.model, "graph", None)
+        return None if g is None else g.detach().cpu().tolist()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def task_losses(self, logits, ys) -> dict[str, torch.Tensor]:
+        return {t.name: t.loss(logits[t.name], ys[t.name]) for t in self.tasks}
+
+
+def check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
+    for name, v in terms.items():
+        if not torch.isfinite(v).all():
+            raise NonFiniteLossError(
+                f"loss term {name!r} is {float(v.detach())} at step {step}; lower train.lr, or the weight of that term, "
+                f"and check the inputs of that step")
+
+
+class ERM(Method):
+    """Vanilla MTL (Caruana 1997): sum of equally weighted task losses on the pooled environments.
+    With model_kind = 'stl' the same objective trains one independent network per task."""
+
+    def objective(self, batches, step):
+        x, y = concat(batches)
+        return {f"task/{k}": v for k, v in self.task_losses(self.model(x), y).items()}
+
+
+class STL(ERM):
+    model_kind = "stl"
+
+
+class MTCRLMethod(Method):
+    """MT-CRL (Hu et al. 2022) under the package's contract: core.mtcrl_backward (the one implementation, also
+    the public entry point for your own model), exact or first-order G-IRM as hp.girm_grad says."""
+    model_kind = "mtcrl"
+    hparams_cls = MTCRLHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        model.theta.requires_grad_(bool(hparams.graph_trainable))     # frozen-A control: Θ never moves
+        self.optimizer = torch.optim.Adam(C.param_groups(model, lr, hparams.lr_graph), lr=lr,
+                                          weight_decay=weight_decay)
+
+    def girm_weight(self, step: int) -> float:
+        return C.girm_weight(self.hp, step)
+
+    def objective(self, batches, step):
+        return C.mtcrl_loss(self.model, self.tasks, batches, self.hp, step)
+
+    def update(self, batches, step):
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = C.mtcrl_backward(self.model, self.tasks, batches, self.hp, step, check=lambda t: check_finite(t, step))
+        self.step()
+        total = sum(v.detach() for v in terms.values())
+        return {"total": float(total), **{k: float(v.detach()) for k, v in terms.items()}}
+
+
+class SurgeryMethod(Method):
+    """Shared parameters step along a combination of per-task gradients (T backward passes, the floor);
+    task-specific parameters take their own task's gradient. Subclasses implement `combine(G, step)`."""
+
+    def update(self, batches, step):
+        x, y = concat(batches)
+        losses = self.task_losses(self.model(x), y)
+        terms = {f"task/{k}": v for k, v in losses.items()}
+        check_finite(terms, step)
+        shared = self.model.shared_parameters()
+        shared_ids = {id(p) for p in shared}
+        own = {t: [p for p in self.model.heads[t].parameters() if id(p) not in shared_ids] for t in losses}
+        rows = []
+        self.optimizer.zero_grad(set_to_none=True)
+        for t, loss in losses.items():
+            grads = torch.autograd.grad(loss, shared + own[t], retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                   for g, p in zip(grads[:len(shared)], shared)]))
+            for p, g in zip(own[t], grads[len(shared):]):
+                p.grad = g
+        combined = self.combine(D.sync_mean(torch.stack(rows)), step)     # exact under torchrun (distributed.py)
+        offset = 0
+        for p in shared:
+            p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        self.step()
+        return {"total": float(sum(losses.values()).detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def combine(self, grads: torch.Tensor, step: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PCGrad(SurgeryMethod):
+    """PCGrad (Yu et al. 2020) on the shared encoder; the random task order is seeded by the step."""
+
+    def combine(self, grads, step):
+        return S.pcgrad(grads, generator=torch.Generator().manual_seed(step))
+
+
+@dataclass
+class GradVacHParams:
+    beta: float = hp(0.01, 1e-3, 0.1, "EMA rate of the target cosine similarity (GradVac paper: 1e-2)")
+
+
+class GradVac(SurgeryMethod):
+    """GradVac (Wang et al. 2021) on the whole shared-parameter vector; EMA targets live in a buffer
+    so that they are checkpointed with the model."""
+    hparams_cls = GradVacHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        self.register_buffer("target", torch.zeros(len(tasks), len(tasks)))
+
+    def combine(self, grads, step):
+        g, target = S.gradvac(grads, self.target, self.hp.beta, generator=torch.Generator().manual_seed(step))
+        self.target.copy_(target)
+        return g
+
+
+@dataclass
+class AggregatorHParams:
+    aggregator: str = hp("upgrad", doc=f"a torchjd aggregator of the T x P task-gradient matrix: {sorted(AGGREGATORS)}")
+
+
+class Aggregated(SurgeryMethod):
+    """Any torchjd aggregator (aggregators.py) as the combination of the per-task gradients: one adapter,
+    one registry line per aggregator."""
+    hparams_cls = AggregatorHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        self.aggregate = make_aggregator(hparams.aggregator)
+
+    def combine(self, grads, step):
+        # a non-finite gradient or a failed solve (UPGrad's QP) ends the run like a non-finite loss, so that a search
+        # records the failed draw and goes on (sweep.run_configs(record_failures=True))
+        if not torch.isfinite(grads).all():
+            raise NonFiniteLossError(f"step {step}: non-finite task gradient entering {self.hp.aggregator}")
+        try:
+            return self.aggregate(grads)
+        except ValueError as e:
+            raise NonFiniteLossError(f"step {step}: {self.hp.aggregator} failed: {e}") from e
+
+
+@dataclass
+class IRMHParams:
+    lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
+    anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_irm (range as "
+                           "MT-CRL's: both datasets train for < 1,500 steps)")
+
+
+class IRM(Method):
+    """IRMv1 (Arjovsky et al. 2019), per task and environment: mean_e [sum_t R_t^e + w * sum_t penalty_t^e].
+    As in DomainBed, the weight is 1 until `anneal_steps`, and the loss is divided by (1 + w) when w > 1 so that
+    the task gradients keep their scale (DomainBed also resets Adam at that step; we do not)."""
+    hparams_cls = IRMHParams
+
+    def objective(self, batches, step):
+        w = self.hp.lambda_irm if step >= self.hp.anneal_steps else 1.0
+        scale = 1.0 / (1.0 + w) if w > 1 else 1.0
+        x, y = concat(batches)
+        logits = self.model(x)
+        sizes = [len(b[0]) for b in batches.values()]
+        terms = {}
+        for t in self.tasks:
+            risks, pens = [], []
+            for lg, yy in zip(logits[t.name].split(sizes), y[t.name].split(sizes)):
+                if not bool(t.labelled(yy).any()):
+                    continue                          # no label of this task in this environment's batch
+                risks.append(t.loss(lg, yy))
+                pens.append(L.irm_penalty(lg, yy, t.loss))
+            if not risks:
+                risks = pens = [logits[t.name].sum() * 0.0]
+            terms[f"task/{t.name}"] = scale * torch.stack(risks).mean()
+            terms[f"irm/{t.name}"] = scale * w * torch.stack(pens).mean()
+        return terms
+
+
+@dataclass
+class VRExHParams:
+    lambda_vrex: float = hp(10.0, 1e-1, 1e5, "V-REx penalty weight once annealed in (DomainBed: default 10, "
+                            "range 10^U(-1, 5))")
+    anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_vrex (range as IRM's)")
+
+
+class VREx(Method):
+    """V-REx (Krueger et al. 2021), per task: mean_e R_t^e + w * Var_e R_t^e over the environments with labels of t
+    (losses.vrex_penalty). As in DomainBed, w is 1 until `anneal_steps`; like our IRM, the loss is divided by (1 + w)
+    when w > 1 so that the task gradients keep their scale (DomainBed resets Adam at that step instead)."""
+    hparams_cls = VRExHParams
+
+    def objective(self, batches, step):
+        w = self.hp.lambda_vrex if step >= self.hp.anneal_steps else 1.0
+        scale = 1.0 / (1.0 + w) if w > 1 else 1.0
+        x, y = concat(batches)
+        env = env_index(batches, x.device)
+        risks, present = L.task_env_risks(self.tasks, self.model(x), y, env, len(batches))     # (E, T) each
+        task_risk = L.mean_over_present(risks, present)
+        terms = {f"task/{t.name}": scale * task_risk[i] for i, t in enumerate(self.tasks)}
+        terms["vrex"] = scale * w * L.vrex_penalty(risks, present)
+        return terms
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+@dataclass
+class DANNHParams:
+    lambda_dann: float = hp(0.1, 1e-2, 1.0, "weight of the environment-adversarial loss")
+    disc_width: int = hp(64, 16, 256, "hidden width of the environment discriminator")
+
+
+class DANN(Method):
+    """DANN (Ganin et al. 2016) with the training environments as domains: an MLP discriminator predicts each
+    sample's environment from the shared representation (a feature map is average-pooled over its positions),
+    through a gradient-reversal layer (one optimizer, one backward; DomainBed alternates discriminator and
+    feature steps instead)."""
+    hparams_cls = DANNHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        width = model.width
+        self.discriminator = nn.Sequential(nn.Linear(width, hparams.disc_width), nn.ReLU(),
+                                           nn.Linear(hparams.disc_width, len(envs)))
+        self.optimizer = torch.optim.Adam(list(model.parameters()) + list(self.discriminator.parameters()),
+                                          lr=lr, weight_decay=weight_decay)
+
+    def objective(self, batches, step):
+        x, y = concat(batches)
+        env = env_index(batches, x.device)
+        h = self.model.representation(x)
+        logits = {name: head(h) for name, head in self.model.heads.items()}
+        terms = {f"task/{k}": v for k, v in self.task_losses(logits, y).items()}
+        pooled = h.flatten(2).mean(2) if h.dim() > 2 else h
+        d = self.discriminator(_GradReverse.apply(pooled))
+        terms["dann"] = self.hp.lambda_dann * nn.functional.cross_entropy(d, env)
+        return terms
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    cls: type
+    defaults: dict
+    doc: str
+    not_searched: tuple = ()      # hyper-parameters with a range that have no effect in this variant
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(name: str, cls: type, doc: str, not_searched: tuple = (), **defaults) -> None:
+    METHODS[name] = MethodSpec(name, cls, defaults, doc, tuple(not_searched))
+
+
+register("stl", STL, "single-task learning: one network per task, same backbone")
+register("mtl", ERM, "vanilla MTL: shared encoder, equal task weights")
+register("pcgrad", PCGrad, "vanilla MTL + PCGrad on the shared encoder")
+register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder")
+register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation")
+register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
+for _name, (_cls, _doc) in AGGREGATORS.items():
+    register(_name, Aggregated, f"vanilla MTL + {_doc} on the shared encoder (torchjd)", aggregator=_name)
+register("vrex", VREx, "vanilla MTL + V-REx: variance of each task's risk over environments")
+register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
+register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
+register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none",
+         not_searched=("lambda_girm", "anneal_steps"))
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def default_hparams(name: str):
+    spec = get_method(name)
+    return spec.cls.hparams_cls(**spec.defaults)

@@ -1,0 +1,75 @@
+"""Notebook 10's columns: for each dataset of the extended table, the runs that make it.
+
+A column's runs are the *same configs* (same digests, same folder) as those of the notebook that owns the dataset,
+so notebook 10 reuses them and trains only what that notebook lacks (the newer methods):
+
+* Multi-MNIST and MovieLens: notebooks 06 and 07; Multi-Fashion and Fashion+MNIST: notebook 10 itself.
+* Taskonomy, CityScapes, NYUv2: notebooks 03, 04, 05 (`dense_benchmark`): the real data when it is found under
+  DATA_ROOT/<dataset>, else the scene stand-in in that benchmark's style, labelled † — never a real-dataset number.
+  The dense columns have their own seeds (DENSE_SEEDS, 3 like notebooks 03–05) and compare against the
+  architecture-matched MTL (normalised shared map), the only MTL of notebook 10.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtcrl_lite.experiments import dense as dense_benchmark
+from mtcrl_lite.run.config import make_config
+from mtcrl_lite.experiments.notebook import results_dir, run_overrides
+
+# registry dataset -> (label, the folder its runs share with the notebook that owns them, that notebook's overrides)
+SMALL = {
+    "multimnist": ("Multi-MNIST", "06_multimnist", {}),
+    "multifashion": ("Multi-Fashion", "10_beyond_the_paper/multifashion", {}),
+    "fashionmnist": ("Fashion+MNIST", "10_beyond_the_paper/fashionmnist", {}),
+    "movielens": ("MovieLens", "07_movielens", {"data.target": "rating"}),
+}
+DENSE = tuple(dense_benchmark.BENCHMARKS)          # taskonomy, cityscapes, nyuv2
+NAMES = (*SMALL, *DENSE)                            # the values DATASETS may take
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the extended table: what notebook 10 trains for it and where."""
+    name: str           # the DATASETS entry
+    label: str          # printed name, with " †" on a synthetic stand-in
+    dataset: str        # the registry dataset its runs train on ("scenes" for a dense stand-in)
+    seeds: tuple[int, ...]
+    home: Path          # the runs' folder (shared with the owning notebook unless RESULTS_DIR is given)
+    overrides: dict
+    threads: int        # train.threads of its runs (Taskonomy's keep notebook 03's 2)
+
+    @property
+    def stand_in(self) -> bool:
+        return self.dataset == dense_benchmark.STAND_IN
+
+    def jobs(self, requested: int) -> int:
+        """Runs at a time: `requested`, fewer where that many runs of `threads` threads would oversubscribe the
+        CPU cores (numbers do not depend on it: every run fixes its thread count)."""
+        return max(1, min(requested, (os.cpu_count() or 1) // self.threads))
+
+
+def plan(P) -> list[Column]:
+    """The columns of notebook 10 from its validated parameters (SMOKE, SCALE, SEEDS, DENSE_SEEDS, EPOCHS,
+    DATASETS, DEVICE, DATA_ROOT, RESULTS_DIR), in the order of DATASETS. In smoke mode one seed and results/smoke/;
+    with RESULTS_DIR every column's runs go to RESULTS_DIR/<name> instead of the owning notebook's folder."""
+    scale = "smoke" if P.SMOKE else P.SCALE
+    columns = []
+    for name in P.DATASETS:
+        if name in SMALL:
+            label, folder, own = SMALL[name]
+            dataset, seeds, over = name, P.SEEDS, {**run_overrides(P), **own}
+        elif name in DENSE:
+            bench = dense_benchmark.get_benchmark(name)
+            where = str(Path(P.DATA_ROOT) / name) if P.DATA_ROOT else None
+            dataset, own, _ = dense_benchmark.run_data(bench, where, scale)
+            label = bench.label + (" †" if dataset == dense_benchmark.STAND_IN else "")
+            folder, seeds, over = bench.folder, P.DENSE_SEEDS, {**run_overrides(P, data_root=False), **own}
+        else:
+            raise KeyError(f"unknown DATASETS entry {name!r}; valid: {list(NAMES)}")
+        home = results_dir(P, folder) / (name if P.RESULTS_DIR else "")   # RESULTS_DIR: a folder per column
+        threads = make_config(dataset, "mtl", 0, scale, over).train.threads
+        columns.append(Column(name, label, dataset, tuple(seeds[:1] if P.SMOKE else seeds), home, over, threads))
+    return columns

@@ -1,0 +1,225 @@
+"""Notebook parameters: the one place that validates what papermill (or a user editing the cell) passes in.
+
+`papermill -p SEEDS "[0, 1]"` hands the notebook the *string* "[0, 1]"; `-p SMOKE False` may arrive as a bool or
+as the string "False". `parameters(SEEDS=SEEDS, ...)` turns every value into the type its schema names, or stops
+with an error that names the parameter, the value and an example that works. Every notebook calls it in the first
+code cell after its `parameters` cell, with every name that cell assigns (tests/test_notebook_params.py checks it).
+"""
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+from mtcrl_lite.paths import results_root
+
+# name -> (kind, allowed values or None). A kind is a base kind, optionally with a suffix:
+#   "bool", "int", "float", "prob" (a float in [0, 1]), "str", "path" (a str, or None), "dict" (config overrides,
+#   {"dotted.key": value}), and lists of them: "int_list", "float_list", "prob_list", "str_list" (not empty);
+#   "..._or_none": None, "None" or "" give None; "..._list_or_empty": the empty list is allowed.
+SCHEMA: dict[str, tuple[str, tuple | None]] = {
+    "SMOKE": ("bool", None),
+    "SCALE": ("str", ("default", "full")),
+    "SEEDS": ("int_list", None),
+    "EPOCHS": ("int_or_none", None),
+    "DEVICE": ("str", ("auto", "cpu", "cuda")),
+    "DATA_ROOT": ("path", None),
+    "RESULTS_DIR": ("path", None),
+    "METHODS": ("str_list", None),
+    "TASKS": ("str_list_or_none", None),
+    "FORCE": ("bool", None),
+    # 01 (Proposition 1)
+    "MU": ("float", None),
+    "D_CAUSAL": ("int", None),
+    "D_NOISE": ("int", None),
+    "M_GRID": ("prob_list", None),
+    "N_LARGE": ("int", None),
+    "N_FIT_REPEATS": ("int", None),
+    "NS": ("int_list", None),
+    "N_REPEATS": ("int", None),
+    "M_SWEEP": ("prob_list", None),
+    "WIDTH": ("int", None),
+    # 02 (synthetic spurious)
+    "SEM_OVERRIDES": ("dict", None),
+    "MNIST_OVERRIDES": ("dict", None),
+    "N_ANALYZE": ("int", None),
+    "WIDTHS": ("int_list", None),
+    "EPOCHS_GRID": ("int_list", None),
+    "STRENGTHS": ("prob_list", None),
+    # 07 (MovieLens)
+    "TARGET": ("str", ("rating", "like")),
+    "GRAPH_LRS": ("float_list_or_empty", None),
+    "OTHER_TARGET_METHODS": ("str_list_or_empty", None),
+    # 08 (ablations)
+    "MAIN_SEEDS": ("int_list", None),
+    "CONDITIONS": ("str_list_or_none", None),
+    "JOBS": ("int", None),
+    "MOVIELENS": ("bool", None),
+    # 10 (beyond the paper)
+    "DATASETS": ("str_list", None),
+    "DENSE_SEEDS": ("int_list", None),
+}
+# A notebook whose parameter of a SCHEMA name has another type: notebook name -> {name: (kind, allowed)}; used when
+# the notebook calls parameters(notebook=...). 01's EPOCHS is its list of training lengths (short and long).
+NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
+    "01_theory_proposition1": {"EPOCHS": ("int_list", None)},
+}
+# Smallest valid value of numeric parameters (every entry of a list): EPOCHS 0 is an error, not "the preset".
+MINIMUM: dict[str, int] = {"EPOCHS": 1, "SEEDS": 0, "D_CAUSAL": 1, "D_NOISE": 0, "N_LARGE": 1, "N_FIT_REPEATS": 1,
+                           "NS": 1, "N_REPEATS": 1, "WIDTH": 1, "N_ANALYZE": 1, "WIDTHS": 1, "EPOCHS_GRID": 1,
+                           "MAIN_SEEDS": 0, "JOBS": 1, "DENSE_SEEDS": 0}
+EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
+            "dict": "\"{'train.epochs': 5}\"", "int_list": '"[1, 2, 3]"', "float_list": '"[0.5, 2.0]"',
+            "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "int_or_none": "20",
+            "str_list_or_none": '"[segment_semantic, normal]"', "float_list_or_empty": '"[10.0, 30.0]"',
+            "str_list_or_empty": '"[mtl, mtcrl]"'}
+_BASES = ("bool", "int", "float", "prob", "str", "path", "dict", "int_list", "float_list", "prob_list", "str_list")
+_NONE = ("", "None")
+
+
+class ParameterError(ValueError):
+    pass
+
+
+def split_kind(kind: str) -> tuple[str, bool, bool]:
+    """(base kind, None allowed, empty list allowed) of a SCHEMA kind."""
+    base, optional, empty_ok = kind, kind == "path", False
+    if base.endswith("_or_none"):
+        base, optional = base[: -len("_or_none")], True
+    if base.endswith("_or_empty"):
+        base, empty_ok = base[: -len("_or_empty")], True
+    if base not in _BASES or (empty_ok and not base.endswith("_list")):
+        raise ValueError(f"unknown parameter kind {kind!r}")
+    return base, optional, empty_ok
+
+
+def _fail(name, value, kind, why, allowed=None):
+    example = allowed[0] if kind == "str" and allowed else EXAMPLES[kind]
+    return ParameterError(f"notebook parameter {name} = {value!r}: {why}; pass e.g. -p {name} {example}")
+
+
+def _parse_list(text: str) -> list:
+    text = text.strip()
+    try:
+        value = ast.literal_eval(text)
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+    except (ValueError, SyntaxError):
+        return [s.strip().strip("'\"") for s in text.strip("[]() ").split(",") if s.strip()]
+
+
+def _scalar(value, base: str):
+    """One value of a base kind (not a list); ValueError says what was expected."""
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        raise ValueError("expected True or False")
+    if base in ("str", "path"):
+        if isinstance(value, (list, tuple, dict, set)) or not str(value).strip():
+            raise ValueError("expected a non-empty string")
+        return str(value).strip() if base == "str" else str(value)
+    if base == "dict":
+        parsed = value
+        if isinstance(value, str):
+            try:
+                parsed = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                parsed = None
+        if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
+            raise ValueError("expected a dict of config overrides with string keys")
+        return dict(parsed)
+    what = "expected an integer" if base == "int" else "expected a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(what)
+    if base == "int" and isinstance(value, int):
+        return value
+    if base == "int" and isinstance(value, str):
+        try:
+            return int(value.strip())   # exact, also for "200_000" and big integers
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(what) from None
+    if base == "int":
+        if not number.is_integer():   # False for nan and inf
+            raise ValueError(what)
+        return int(number)
+    if not math.isfinite(number):
+        raise ValueError("expected a number")
+    if base == "prob" and not 0.0 <= number <= 1.0:
+        raise ValueError("expected a number in [0, 1]")
+    return number
+
+
+def _convert(name: str, value, kind: str, allowed=None):
+    base, optional, empty_ok = split_kind(kind)
+    if optional and (value is None or (isinstance(value, str) and value.strip() in _NONE)):
+        return None
+    if value is None:
+        raise _fail(name, value, kind, "None is not allowed here", allowed)
+    if not base.endswith("_list"):
+        try:
+            return _scalar(value, base)
+        except ValueError as e:
+            raise _fail(name, value, kind, str(e), allowed) from None
+    if isinstance(value, str):
+        items = _parse_list(value)
+    else:
+        items = list(value) if isinstance(value, (list, tuple, range)) else [value]
+    if not items and not empty_ok:
+        raise _fail(name, value, kind, "the list is empty")
+    out = []
+    for v in items:
+        try:
+            out.append(_scalar(v, base[: -len("_list")]))
+        except ValueError as e:
+            raise _fail(name, value, kind, f"item {v!r}: {e}") from None
+    return out
+
+
+def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None = None, **values) -> SimpleNamespace:
+    """Validated notebook parameters. `choices` adds or narrows allowed values, e.g. {"METHODS": METHODS};
+    `notebook` (its file name without .ipynb) applies that notebook's entries of NOTEBOOK_SCHEMA."""
+    schema = {**SCHEMA, **NOTEBOOK_SCHEMA.get(notebook or "", {})}
+    unknown = sorted(set(values) - set(schema)) or sorted(set(choices or {}) - set(schema))
+    if unknown:
+        raise ParameterError(f"unknown notebook parameter {unknown[0]}; known: {sorted(schema)}")
+    allowed = {name: spec[1] for name, spec in schema.items()}
+    allowed.update(choices or {})
+    out = {}
+    for name, value in values.items():
+        kind, ok = schema[name][0], allowed.get(name)
+        v = _convert(name, value, kind, tuple(ok) if ok is not None else None)
+        if ok is not None and v is not None:
+            bad = [x for x in (v if isinstance(v, list) else [v]) if x not in ok]
+            if bad:
+                what = bad if isinstance(v, list) else repr(v)
+                raise _fail(name, value, kind, f"{what} not among the valid values {list(ok)}", tuple(ok))
+        low = [x for x in (v if isinstance(v, list) else [v]) if x is not None and name in MINIMUM
+               and x < MINIMUM[name]]
+        if low:
+            raise _fail(name, value, kind, f"{low} below the smallest valid value {MINIMUM[name]}", None)
+        out[name] = v
+    return SimpleNamespace(**out)
+
+
+def results_dir(P, folder: str) -> Path:
+    """Where a notebook writes: RESULTS_DIR when given, else results/<folder> (results/smoke/<folder> in smoke mode;
+    results/ is $MTCRL_RESULTS when set). `folder` "" gives the root the notebooks' folders share."""
+    if P.RESULTS_DIR:
+        return results_root(P.RESULTS_DIR)
+    return results_root() / ("smoke" if P.SMOKE else "") / folder
+
+
+def run_overrides(P, data_root: bool = True) -> dict:
+    """The config overrides a notebook's runs take from its parameters: train.device from DEVICE, train.epochs from
+    EPOCHS when set, data.root from DATA_ROOT when set (unless `data_root` is False: the dense benchmarks resolve
+    their own, `dense_benchmark.choose_data`)."""
+    return {"train.device": P.DEVICE, **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
+            **({"data.root": str(P.DATA_ROOT)} if data_root and P.DATA_ROOT else {})}

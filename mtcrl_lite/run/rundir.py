@@ -1,0 +1,124 @@
+"""Results files: atomic writes, reading runs back, and a tidy long table for notebooks.
+
+A run directory holds config.json, results.jsonl (one JSON object per line, "kind" = "epoch" or "final")
+and checkpoint.pt while the run is unfinished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import pandas as pd
+
+
+class CorruptFileError(ValueError):
+    """A run's file cannot be parsed (truncated or damaged); the message names the file, the line and the fix."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file and rename it to `path`; the file gets the usual umask mode (e.g. 0644),
+    so that a shared results directory can be read by collaborators (mkstemp would make it 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def _corrupt(path: Path, lineno: int, err: json.JSONDecodeError) -> CorruptFileError:
+    return CorruptFileError(f"{path} line {lineno} is not valid JSON ({err.msg}): the file is truncated or "
+                            f"damaged; rerun with --force to start the run over (or restore the file)")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file (config.json); a parse error names the file and the line."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise _corrupt(path, e.lineno, e) from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line ([] if the file does not exist); a parse error names the file and the line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise _corrupt(path, i, e) from None
+    return rows
+
+
+def is_finished(run_dir: Path) -> bool:
+    rows = read_jsonl(Path(run_dir) / "results.jsonl")
+    return bool(rows) and rows[-1].get("kind") == "final"
+
+
+def tidy(run_dir: Path) -> pd.DataFrame:
+    """One row per (epoch or selection rule, split, task, metric) of one run, with its identifying columns.
+
+    `epoch` rows carry selection='epoch'; the final line yields selection='best_val' (the epoch chosen on
+    validation) and selection='last10' (mean of the last 10 % of epochs). `primary` marks each task's primary metric
+    (the one model selection and the paper's Δ use).
+    """
+    run_dir = Path(run_dir)
+    cfg = read_json(run_dir / "config.json")
+    ident = {"dataset": cfg["dataset"], "method": cfg["method"], "seed": cfg["seed"],
+             "config_hash": cfg["digest"], "run_dir": str(run_dir)}
+    lines = read_jsonl(run_dir / "results.jsonl")
+    primary = lines[-1].get("primary", {}) if lines and lines[-1]["kind"] == "final" else {}
+    rows = []
+    for line in lines:
+        if line["kind"] == "epoch":
+            blocks = [("epoch", line["epoch"], line["metrics"])]
+        else:
+            blocks = [("best_val", line["selected_epoch"], line["metrics"]), ("last10", None, line["last10"])]
+        for selection, epoch, metrics in blocks:
+            for split, by_task in metrics.items():
+                for task, by_metric in by_task.items():
+                    for metric, value in by_metric.items():
+                        rows.append({**ident, "selection": selection, "epoch": epoch, "split": split,
+                                     "task": task, "metric": metric, "value": value,
+                                     "primary": primary.get(task, "acc") == metric})
+    return pd.DataFrame(rows)
+
+
+def collect(run_dirs) -> pd.DataFrame:
+    frames = [tidy(d) for d in run_dirs if (Path(d) / "config.json").exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def final_line(run_dir: Path) -> dict:
+    rows = read_jsonl(Path(run_dir) / "results.jsonl")
+    if not rows or rows[-1]["kind"] != "final":
+        raise FileNotFoundError(f"{run_dir} holds no finished run")
+    return rows[-1]
+
+
+def final_graphs(run_dirs) -> list[tuple[dict, list]]:
+    """(config, final routing graph A as nested lists) of every finished run that has a graph (MT-CRL)."""
+    out = []
+    for d in run_dirs:
+        a = final_line(d).get("A")
+        if a is not None:
+            out.append((read_json(Path(d) / "config.json"), a))
+    return out
