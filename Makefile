@@ -40,7 +40,9 @@ reproduce: data
 	done
 
 test: data .venv-cff/.installed
-	MTCRL_CFFCONVERT=.venv-cff/bin/cffconvert MTCRL_SMOKE=1 $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	MTCRL_CFFCONVERT=.venv-cff/bin/cffconvert MTCRL_SMOKE=1 $(BIN)/python -m pytest -q -n 2 tests
+	MTCRL_SMOKE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile notebooks --nbval-lax --nbval-current-env
 
 # The equal-budget search of the fidelity issue (docs/DECISIONS.md, "Search protocol"); not part of `reproduce`.
 # Every method gets the same number of draws from the ranges in the configs' field metadata, one seed, the

@@ -8,6 +8,7 @@ memory), and prints the process's peak resident memory (ru_maxrss) and the time.
 (mtcrl_lite.core.meters) keep O(1) state per task; a concatenating evaluation would grow by about
 N x H x W x (13 + 1 + 3) x 4 bytes (10,000 images at 64x64: 2.8 GB).
 """
+
 import argparse
 import json
 import resource
@@ -22,31 +23,43 @@ import numpy as np
 def synthetic_sample(i: int, size: int):
     rng = np.random.default_rng(i)
     v = rng.normal(size=(3, size, size)).astype(np.float32)
-    return (rng.integers(0, 256, (3, size, size), dtype=np.uint8),
-            {"seg": rng.integers(-1, 13, (size, size)), "depth": rng.random((1, size, size), dtype=np.float32),
-             "normal": v / np.linalg.norm(v, axis=0, keepdims=True)})
+    return (
+        rng.integers(0, 256, (3, size, size), dtype=np.uint8),
+        {
+            "seg": rng.integers(-1, 13, (size, size)),
+            "depth": rng.random((1, size, size), dtype=np.float32),
+            "normal": v / np.linalg.norm(v, axis=0, keepdims=True),
+        },
+    )
 
 
 def measure(n: int, size: int) -> dict:
     import torch
 
-    from mtcrl_lite.data.base import FileSplit, MTLData
-    from mtcrl_lite.run.evaluate import evaluate
     from mtcrl_lite.baselines.methods import METHODS, default_hparams
-    from mtcrl_lite.models.networks import ModelConfig, build_model
     from mtcrl_lite.core.tasks import Task
+    from mtcrl_lite.data.base import FileSplit, MTLData
+    from mtcrl_lite.models.networks import ModelConfig, build_model
+    from mtcrl_lite.run.evaluate import evaluate
 
     torch.set_num_threads(2)
-    tasks = [Task("seg", "segmentation", 13, "miou"), Task("depth", "depth", 1, "abs_err"),
-             Task("normal", "normal", 3, "mean_angle")]
+    tasks = [
+        Task("seg", "segmentation", 13, "miou"),
+        Task("depth", "depth", 1, "abs_err"),
+        Task("normal", "normal", 3, "mean_angle"),
+    ]
     split = FileSplit(list(range(n)), partial(synthetic_sample, size=size), [t.name for t in tasks])
     data = MTLData("bench", tasks, {"e0": split}, split, split)
     model = build_model("mtl", (3, size, size), tasks, ModelConfig(channels=(8, 16), width=16))
     method = METHODS["mtl"].cls(model, tasks, default_hparams("mtl"), 1e-3, 0.0, ["e0"])
     t = time.perf_counter()
     evaluate(method, data, split, "cpu", chunk=64)
-    return {"images": n, "size": size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "seconds": round(time.perf_counter() - t, 1)}
+    return {
+        "images": n,
+        "size": size,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": round(time.perf_counter() - t, 1),
+    }
 
 
 def main():
@@ -59,8 +72,12 @@ def main():
         print(json.dumps(measure(args.child, args.size)))
         return
     for n in args.sizes:
-        r = subprocess.run([sys.executable, __file__, "--child", str(n), "--size", str(args.size)],
-                           capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            [sys.executable, __file__, "--child", str(n), "--size", str(args.size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         print(r.stdout.strip())
 
 

@@ -3,6 +3,7 @@
     python benchmarks/generator.py [--n 50000]
 Needs MNIST in the cache (python -m mtcrl_lite.data fetch mnist).
 """
+
 import argparse
 import os
 import time
@@ -29,7 +30,10 @@ def main():
             compose(pool.sample(yl, rng), pool.sample(yr, rng), rng, downsample)
             best = min(best, time.perf_counter() - t)
         side = 64 // downsample
-        print(f"generator {side}x{side}: {args.n / best:,.0f} images/s (labels + sampling + compose, best of {args.repeats})")
+        print(
+            f"generator {side}x{side}: {args.n / best:,.0f} images/s "
+            f"(labels + sampling + compose, best of {args.repeats})"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 Times render_scenes (layout sampling, ray casting, all five label maps and the RGB image) for one building,
 and build_scenes at the default ScenesConfig. Prints numbers only; no assertion.
 """
+
 import argparse
 import os
 import time

@@ -2,29 +2,29 @@
 
     python benchmarks/step_time.py [--dataset multimnist] [--steps 30] [--batch 128]
     python benchmarks/step_time.py --dataset scenes --batch 64      # dense: five encoder-decoder tasks
-Targets: mtcrl <= 1.15x mtl (dense: with hp.girm_grad = first_order, the scenes preset). STL trains T networks, and PCGrad/GradVac need one backward pass per task,
-so about T x is their floor (T = 2 on Multi-MNIST).
+Targets: mtcrl <= 1.15x mtl (dense: with hp.girm_grad = first_order, the scenes preset). STL trains T networks, and
+PCGrad/GradVac need one backward pass per task, so about T x is their floor (T = 2 on Multi-MNIST).
 """
+
 import argparse
 import time
 
 import torch
 
-from mtcrl_lite.run.config import make_config
 from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.train import build_method, epoch_plan, load_data, to_batch
 
 
 def prepare(name, dataset, steps, batch, warmup=5):
     over = {"train.batch_size": batch}
     if name.startswith("mtcrl"):
-        over["hp.anneal_steps"] = 0          # time the step with the penalty switched on
+        over["hp.anneal_steps"] = 0  # time the step with the penalty switched on
     cfg = make_config(dataset, name, 0, overrides=over)
     data = load_data(cfg)
     m = build_method(cfg, data, torch.device("cpu"))
     plan = epoch_plan({e: len(s) for e, s in data.train_envs.items()}, batch, 0, 0)
-    batches = [{e: to_batch(data.train_envs[e], ix, "cpu") for e, ix in idx.items()}
-               for idx in plan[:warmup + steps]]
+    batches = [{e: to_batch(data.train_envs[e], ix, "cpu") for e, ix in idx.items()} for idx in plan[: warmup + steps]]
     for i in range(warmup):
         m.update(batches[i], i)
     return m, batches[warmup:]
@@ -47,12 +47,14 @@ def main():
     args = p.parse_args()
     prepared = {m: prepare(m, args.dataset, args.steps, args.batch) for m in args.methods}
     times = {m: float("inf") for m in args.methods}
-    for _ in range(args.rounds):            # interleaved, so machine noise hits every method alike
+    for _ in range(args.rounds):  # interleaved, so machine noise hits every method alike
         for m, (method, batches) in prepared.items():
             times[m] = min(times[m], time_steps(method, batches))
     base = times.get("mtl")
-    print(f"step time on {args.dataset}, batch {args.batch}, {torch.get_num_threads()} threads "
-          f"(best of {args.rounds} interleaved rounds of {args.steps} steps):")
+    print(
+        f"step time on {args.dataset}, batch {args.batch}, {torch.get_num_threads()} threads "
+        f"(best of {args.rounds} interleaved rounds of {args.steps} steps):"
+    )
     for m, t in times.items():
         ratio = f"{t / base:.2f}x mtl" if base else ""
         print(f"  {m:14s} {1000 * t:7.1f} ms  {ratio}")

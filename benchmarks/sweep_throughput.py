@@ -8,14 +8,15 @@ modes must give the same numbers, which the script checks. Measured 2026-11-26 (
 112.6 s, jobs 2 69.4 s for 4 runs = 1.62x, identical numbers; at 2 epochs 1.38x (each submitit job starts a fresh
 Python with torch: a few seconds that short runs do not amortise).
 """
+
 import argparse
 import tempfile
 import time
 from pathlib import Path
 
+from mtcrl_lite.grid.sweep import run_configs
 from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.rundir import read_jsonl
-from mtcrl_lite.grid.sweep import run_configs
 
 
 def strip_times(rows):
@@ -39,8 +40,10 @@ def main(argv=None):
             seconds = time.perf_counter() - t0
             rate[jobs] = len(cfgs) / seconds * 3600
             print(f"jobs {jobs}: {len(cfgs)} runs of {args.epochs} epochs in {seconds:.1f} s = {rate[jobs]:.0f} runs/h")
-        same = all(strip_times(read_jsonl(a / "results.jsonl")) == strip_times(read_jsonl(b / "results.jsonl"))
-                   for a, b in zip(out[1], out[2]))
+        same = all(
+            strip_times(read_jsonl(a / "results.jsonl")) == strip_times(read_jsonl(b / "results.jsonl"))
+            for a, b in zip(out[1], out[2])
+        )
     print(f"ratio jobs 2 / jobs 1: {rate[2] / rate[1]:.2f}x (target >= 1.5x); identical numbers: {same}")
 
 

@@ -1,4 +1,5 @@
 """Moved to mtcrl_lite.run.guards."""
+
 from mtcrl_lite._moved import alias
 
 alias(__name__, "mtcrl_lite.run.guards")

@@ -1,4 +1,5 @@
 """Where things live on disk. Everything is overridable; defaults are relative to the repo root."""
+
 from __future__ import annotations
 
 import os

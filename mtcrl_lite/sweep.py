@@ -1,4 +1,5 @@
 """Moved to mtcrl_lite.grid.sweep."""
+
 from mtcrl_lite._moved import alias
 
 alias(__name__, "mtcrl_lite.grid.sweep")

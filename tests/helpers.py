@@ -1,4 +1,5 @@
 """Shared by several test files: a run killed in the middle, as a killed process would leave it."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -20,8 +21,10 @@ def interrupted_at(kill_step: int):
             if step == kill_step:
                 raise KeyboardInterrupt
             return update(batches, step)
+
         m.update = update_or_die
         return m
+
     T.build_method = build_then_die
     try:
         yield

@@ -1,5 +1,6 @@
 """The package's shape: the method core imports torch only, and every sub-package imports only from its own or
 lower layers (docs/ARCHITECTURE.md). The old flat module paths still work for one release, with a warning."""
+
 import ast
 import importlib
 import subprocess
@@ -30,9 +31,9 @@ def imports_of(path: Path) -> list[str]:
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:                      # relative: resolve against the module's package
+            if node.level:  # relative: resolve against the module's package
                 pkg = path.relative_to(PKG.parent).with_suffix("").parts[:-1]
-                base = ".".join(pkg[:len(pkg) - node.level + 1])
+                base = ".".join(pkg[: len(pkg) - node.level + 1])
                 mod = f"{base}.{node.module}" if node.module else base
             else:
                 mod = node.module
@@ -68,18 +69,29 @@ def test_core_imports_torch_only():
 
 
 def test_the_public_api_loads_neither_pandas_matplotlib_nor_any_data_module():
-    code = ("import sys\nfrom mtcrl_lite import RoutedModel, mtcrl_loss, mtcrl_backward, MTCRLHParams, param_groups, "
-            "Task\nprint(' '.join(sorted(sys.modules)))")
+    code = (
+        "import sys\nfrom mtcrl_lite import RoutedModel, mtcrl_loss, mtcrl_backward, MTCRLHParams, param_groups, "
+        "Task\nprint(' '.join(sorted(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert "torch" in out and "mtcrl_lite.core.objective" in out
-    loaded = [m for m in out if m.split(".")[0] in ("pandas", "matplotlib", "scipy", "seaborn")
-              or m.startswith(("mtcrl_lite.data", "mtcrl_lite.models", "mtcrl_lite.run", "mtcrl_lite.baselines"))]
+    loaded = [
+        m
+        for m in out
+        if m.split(".")[0] in ("pandas", "matplotlib", "scipy", "seaborn")
+        or m.startswith(("mtcrl_lite.data", "mtcrl_lite.models", "mtcrl_lite.run", "mtcrl_lite.baselines"))
+    ]
     assert loaded == []
 
 
-@pytest.mark.parametrize("old, new", [("mtcrl_lite.train", "mtcrl_lite.run.train"),
-                                      ("mtcrl_lite.mtcrl", "mtcrl_lite.core.objective"),
-                                      ("mtcrl_lite.report", "mtcrl_lite.analysis.tables")])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("mtcrl_lite.train", "mtcrl_lite.run.train"),
+        ("mtcrl_lite.mtcrl", "mtcrl_lite.core.objective"),
+        ("mtcrl_lite.report", "mtcrl_lite.analysis.tables"),
+    ],
+)
 def test_old_paths_are_the_new_modules_with_a_warning(old, new):
     sys.modules.pop(old, None)
     with warnings.catch_warnings(record=True) as caught:

@@ -1,13 +1,14 @@
 """mtcrl_lite.experiments.extended: notebook 10's columns reuse the runs of the notebooks that own the datasets."""
+
 from types import SimpleNamespace
 
 import pytest
 
-from mtcrl_lite.experiments import extended as beyond
-from mtcrl_lite.experiments import dense as DB
-from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import cityscapes, nyuv2
+from mtcrl_lite.experiments import dense as DB
+from mtcrl_lite.experiments import extended as beyond
 from mtcrl_lite.paths import results_root
+from mtcrl_lite.run.config import make_config
 
 
 @pytest.fixture(autouse=True)
@@ -18,15 +19,35 @@ def isolated(tmp_path, monkeypatch):
 
 
 def params(tmp_path, **kw):
-    base = dict(SMOKE=False, SCALE="default", SEEDS=[0, 1, 2, 3, 4], DENSE_SEEDS=[0, 1, 2], EPOCHS=None,
-                DATASETS=list(beyond.NAMES), DEVICE="auto", DATA_ROOT=str(tmp_path / "cache"), RESULTS_DIR=None)
+    base = dict(
+        SMOKE=False,
+        SCALE="default",
+        SEEDS=[0, 1, 2, 3, 4],
+        DENSE_SEEDS=[0, 1, 2],
+        EPOCHS=None,
+        DATASETS=list(beyond.NAMES),
+        DEVICE="auto",
+        DATA_ROOT=str(tmp_path / "cache"),
+        RESULTS_DIR=None,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
 def dense_params(tmp_path, P, **kw):
     """What notebooks 03-05 would be given for the same scale, seeds and data."""
-    return SimpleNamespace(SMOKE=P.SMOKE, SCALE=P.SCALE, SEEDS=P.DENSE_SEEDS, EPOCHS=P.EPOCHS, DEVICE=P.DEVICE,
-                           RESULTS_DIR=None, METHODS=["mtl"], TASKS=None, JOBS=2, FORCE=False, **kw)
+    return SimpleNamespace(
+        SMOKE=P.SMOKE,
+        SCALE=P.SCALE,
+        SEEDS=P.DENSE_SEEDS,
+        EPOCHS=P.EPOCHS,
+        DEVICE=P.DEVICE,
+        RESULTS_DIR=None,
+        METHODS=["mtl"],
+        TASKS=None,
+        JOBS=2,
+        FORCE=False,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("smoke, epochs, real", [(False, None, False), (True, None, False), (False, 3, True)])
@@ -43,8 +64,9 @@ def test_dense_columns_are_the_dense_notebooks_runs(tmp_path, smoke, epochs, rea
         run = DB.setup(name, dense_params(tmp_path, P, DATA_ROOT=str(tmp_path / "cache" / name)), log=lambda *_: None)
         assert (col.dataset, col.home, list(col.seeds)) == (run.dataset, run.out, run.seeds)
         for method in ("mtl", "upgrad", "mtcrl"):
-            assert make_config(col.dataset, method, 1, run.scale, col.overrides).digest() == \
-                run.config(method, 1).digest()
+            assert (
+                make_config(col.dataset, method, 1, run.scale, col.overrides).digest() == run.config(method, 1).digest()
+            )
         stand_in = not real or name == "taskonomy"
         assert col.stand_in == stand_in and col.label == DB.BENCHMARKS[name].label + (" †" if stand_in else "")
     assert [len(plan[n].seeds) for n in ("multimnist", "taskonomy")] == ([1, 1] if smoke else [5, 3])
@@ -77,7 +99,7 @@ def test_order_results_dir_epochs_and_unknown_names(tmp_path):
     assert [x.name for x in c] == ["movielens", "cityscapes"]
     assert [x.home for x in c] == [tmp_path / "r" / "movielens", tmp_path / "r" / "cityscapes"]
     assert all(x.overrides["train.epochs"] == 3 for x in c)
-    assert c[0].overrides["data.root"] == str(tmp_path / "cache")    # the small datasets read the cache root
+    assert c[0].overrides["data.root"] == str(tmp_path / "cache")  # the small datasets read the cache root
     with pytest.raises(KeyError, match="unknown DATASETS entry 'kitti'"):
         beyond.plan(params(tmp_path, DATASETS=["kitti"]))
 

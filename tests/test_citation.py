@@ -1,5 +1,6 @@
 """CITATION.cff is valid CFF 1.2.0 (checked by cffconvert, which `make test` installs in .venv-cff) and says what
 the README's "How to cite" says."""
+
 import os
 import shutil
 import subprocess

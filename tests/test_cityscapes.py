@@ -1,5 +1,6 @@
 """CityScapes loader, MTAN and official layouts: the label-id -> category table, disparity, ignore and invalid
 pixels, the split by city and its fallback, missing files, the empty root, the fixture CLI and end-to-end runs."""
+
 import json
 import subprocess
 import sys
@@ -9,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtcrl_lite.data import DataMissingError
+from mtcrl_lite.data import DataMissingError, mtan
 from mtcrl_lite.data import cityscapes as C
-from mtcrl_lite.data import mtan
 from mtcrl_lite.data.__main__ import main as data_main
 
 HW = (8, 16)
@@ -19,7 +19,7 @@ HW = (8, 16)
 
 def build(root, **kw):
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "cityscapes: cities of the lists")   # the fixture holds 5 of 21 cities
+        warnings.filterwarnings("ignore", "cityscapes: cities of the lists")  # the fixture holds 5 of 21 cities
         return C.build_cityscapes(C.CityScapesConfig(root=str(root), **kw))
 
 
@@ -45,10 +45,10 @@ def test_official_values_ignore_and_disparity_read_back(fx):
     np.testing.assert_array_equal(x, np.asarray(Image.open(it.path("leftImg8bit"))).transpose(2, 0, 1))
     ids = np.asarray(Image.open(it.path("gtFine"))).astype(np.int64)
     np.testing.assert_array_equal(y["segmentation"], C.label_to_category()[ids])
-    assert (y["segmentation"][:2, :4] == -1).all()                                   # id 0 = void -> ignore
+    assert (y["segmentation"][:2, :4] == -1).all()  # id 0 = void -> ignore
     p = np.asarray(Image.open(it.path("disparity"))).astype(np.int64)
     d = y["depth"][0]
-    assert np.isnan(d[:2]).all() and d[-1, -1] == pytest.approx(10.0)                # (2561 - 1) / 256
+    assert np.isnan(d[:2]).all() and d[-1, -1] == pytest.approx(10.0)  # (2561 - 1) / 256
     np.testing.assert_allclose(d[2:], (p[2:] - 1) / 256.0, rtol=1e-6)
 
 
@@ -77,15 +77,19 @@ def test_split_by_city_is_disjoint_and_follows_the_lists(fx, layout):
     g = mtan.read_groups(C.GROUPS)
     assert set(data.train_envs) == {"north", "west", "south_east"} and data.info["split_by"] == "city"
     if layout == "official":
-        cities = {name: {it.city for it in s.items} for name, s in {**data.train_envs, "val": data.val,
-                                                                      "test": data.test}.items()}
+        cities = {
+            name: {it.city for it in s.items}
+            for name, s in {**data.train_envs, "val": data.val, "test": data.test}.items()
+        }
     else:
         table = mtan.read_manifest(fx[layout] / C.MANIFEST, "city")
-        cities = {name: {table[(it.split, it.index)] for it in s.items}
-                  for name, s in {**data.train_envs, "val": data.val, "test": data.test}.items()}
+        cities = {
+            name: {table[(it.split, it.index)] for it in s.items}
+            for name, s in {**data.train_envs, "val": data.val, "test": data.test}.items()
+        }
     for name, cs in cities.items():
         assert cs <= set(g["envs"].get(name) or g[name])
-    assert cities["test"] <= {"frankfurt", "lindau", "munster"}                     # the official val cities
+    assert cities["test"] <= {"frankfurt", "lindau", "munster"}  # the official val cities
     flat = [c for cs in cities.values() for c in cs]
     assert len(flat) == len(set(flat))
 
@@ -106,8 +110,10 @@ def test_mtan_without_cities_falls_back_with_a_warning(tmp_path):
     assert not val & test and len(val | test) == 6 and len(data.train_envs) == 3
 
 
-@pytest.mark.parametrize("layout, folder, shown", [("mtan", "label_7", r"train/label_7/0\.npy"),
-                                                   ("official", "disparity", r"bremen_000000_000019_disparity\.png")])
+@pytest.mark.parametrize(
+    "layout, folder, shown",
+    [("mtan", "label_7", r"train/label_7/0\.npy"), ("official", "disparity", r"bremen_000000_000019_disparity\.png")],
+)
 def test_missing_file_is_named_or_kept_invalid(tmp_path, layout, folder, shown):
     root = C.write_fixture(tmp_path / layout, layout=layout, hw=HW, leave_out=folder)
     with pytest.raises(DataMissingError, match=shown):
@@ -116,8 +122,10 @@ def test_missing_file_is_named_or_kept_invalid(tmp_path, layout, folder, shown):
     assert data.info["missing_label_files"] == 1
 
 
-@pytest.mark.parametrize("layout, expected", [("mtan", "{train,val}/label_7/{i}.npy"),
-                                              ("official", "gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine")])
+@pytest.mark.parametrize(
+    "layout, expected",
+    [("mtan", "{train,val}/label_7/{i}.npy"), ("official", "gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine")],
+)
 def test_empty_root_names_the_layout_and_where_the_data_lives(tmp_path, layout, expected):
     with pytest.raises(DataMissingError) as e:
         build(tmp_path / "nothing", layout=layout)
@@ -133,9 +141,27 @@ def test_empty_root_names_the_layout_and_where_the_data_lives(tmp_path, layout, 
 def test_cli_fixture_and_training_end_to_end(tmp_path, capsys, layout):
     assert data_main(["fixture", "cityscapes", str(tmp_path / "fx"), "--layout", layout]) == 0
     assert "data.root=" in capsys.readouterr().out and C.available(str(tmp_path / "fx"), layout)
-    r = subprocess.run([sys.executable, "-m", "mtcrl_lite.run.train", "--dataset", "cityscapes", "--set",
-                        f"data.root={tmp_path / 'fx'}", "--set", f"data.layout={layout}", "--smoke", "--method",
-                        "mtcrl", "--out", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtcrl_lite.run.train",
+            "--dataset",
+            "cityscapes",
+            "--set",
+            f"data.root={tmp_path / 'fx'}",
+            "--set",
+            f"data.layout={layout}",
+            "--smoke",
+            "--method",
+            "mtcrl",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert set(json.loads(r.stdout.strip().splitlines()[-1])["test"]) == {"segmentation", "depth"}

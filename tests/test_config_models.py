@@ -1,15 +1,19 @@
 import pytest
 import torch
 
-from mtcrl_lite.run.config import make_config, parse_sets
-from mtcrl_lite.data.mnist import TASKS
 from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.data.mnist import TASKS
 from mtcrl_lite.models.networks import MTCRL, ModelConfig, SharedMTL, SingleTask, build_model, count_parameters
+from mtcrl_lite.run.config import make_config, parse_sets
 
 
 def test_overrides_by_section_and_bare_key():
-    cfg = make_config("multimnist", "mtcrl", 3, overrides={"hp.lambda_girm": "5", "n_val": "7",
-                                                           "data.train_corrs": "0.8,0.6", "channels": "8,8"})
+    cfg = make_config(
+        "multimnist",
+        "mtcrl",
+        3,
+        overrides={"hp.lambda_girm": "5", "n_val": "7", "data.train_corrs": "0.8,0.6", "channels": "8,8"},
+    )
     assert cfg.hp.lambda_girm == 5.0 and cfg.data.n_val == 7 and cfg.seed == 3
     assert cfg.data.train_corrs == (0.8, 0.6) and cfg.model.channels == (8, 8)
 
@@ -18,7 +22,7 @@ def test_unknown_or_mistyped_key_lists_valid_keys():
     with pytest.raises(KeyError, match=r"did you mean \['hp.lambda_girm'"):
         make_config("multimnist", "mtcrl", overrides={"hp.lambda_girn": "1"})
     with pytest.raises(KeyError, match="valid keys"):
-        make_config("multimnist", "mtl", overrides={"hp.lambda_girm": "1"})   # mtl has no such hparam
+        make_config("multimnist", "mtl", overrides={"hp.lambda_girm": "1"})  # mtl has no such hparam
     with pytest.raises(ValueError, match="cannot parse"):
         make_config("multimnist", "mtl", overrides={"train.epochs": "ten"})
     with pytest.raises(ValueError, match="key=value"):
@@ -62,7 +66,7 @@ def test_mtcrl_head_reads_graph_weighted_modules():
     z = m.modules_of(x)
     assert z.shape == (5, 4, 2)
     a = torch.zeros(2, 4)
-    a[1, 2] = 1.0       # task 'right' reads module 2 only
+    a[1, 2] = 1.0  # task 'right' reads module 2 only
     out = m.routed_logits(z, a)
     w = m.heads["right"]
     assert torch.allclose(out["right"], z[:, 2] @ w.weight[:, 4:6].T + w.bias, atol=1e-6)
@@ -90,12 +94,12 @@ def test_vector_inputs_get_an_mlp_trunk():
 
 def test_sum_reading_adds_the_graph_weighted_modules():
     m = MTCRL((6,), TASKS, ModelConfig(channels=(5,), width=8, n_modules=4, head_read="sum"))
-    assert m.heads["left"].in_features == 2                     # d, not W
-    z = torch.arange(8.0).reshape(1, 4, 2)                      # modules [0,1], [2,3], [4,5], [6,7]
+    assert m.heads["left"].in_features == 2  # d, not W
+    z = torch.arange(8.0).reshape(1, 4, 2)  # modules [0,1], [2,3], [4,5], [6,7]
     a = torch.tensor([[1.0, 0.0, 0.5, 0.0], [0.0, 2.0, 0.0, 1.0]])
     u = m.route(z, a)
     assert u["left"].tolist() == [[2.0, 3.5]] and u["right"].tolist() == [[10.0, 13.0]]
-    assert torch.equal(m.route(z, a.expand(1, 2, 4))["right"], u["right"])     # per-sample graph
+    assert torch.equal(m.route(z, a.expand(1, 2, 4))["right"], u["right"])  # per-sample graph
     assert m(torch.randn(3, 6))["right"].shape == (3, 10)
 
 
@@ -104,7 +108,7 @@ def test_hard_gate_is_zero_one_forward_and_sigmoid_backward():
     with torch.no_grad():
         m.theta.copy_(torch.tensor([[2.0, -1.0, 0.5, -3.0], [0.0, 1.0, -0.5, 4.0]]))
     a = m.graph
-    assert a.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]         # sigmoid(0) = 0.5 is not > 0.5
+    assert a.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]  # sigmoid(0) = 0.5 is not > 0.5
     a.sum().backward()
     s = torch.sigmoid(m.theta.detach())
     assert torch.allclose(m.theta.grad, s * (1 - s))
@@ -121,7 +125,7 @@ def test_experts_share_no_unit_between_modules():
     x = torch.randn(3, 6)
     before = m.modules_of(x).detach()
     with torch.no_grad():
-        enc.proj.weight[4:8] += 1.0                             # hidden units of branch 1 only
+        enc.proj.weight[4:8] += 1.0  # hidden units of branch 1 only
     after = m.modules_of(x).detach()
     changed = (after - before).abs().amax(dim=(0, 2)) > 0
     assert changed.tolist() == [False, True, False, False]
@@ -132,7 +136,7 @@ def test_experts_share_no_unit_between_modules():
 def test_channel_groups_of_a_conv_map_are_the_modules_of_per_sample_heads():
     torch.manual_seed(0)
     cfg = ModelConfig(channels=(4,), width=8, n_modules=4, module_form="channels", module_norm="batch")
-    m = MTCRL((1, 12, 12), TASKS, cfg)                  # 12 -> conv5 (padded) -> pool -> 6: a (8, 6, 6) map
+    m = MTCRL((1, 12, 12), TASKS, cfg)  # 12 -> conv5 (padded) -> pool -> 6: a (8, 6, 6) map
     assert m.encoder.head_map == (6, 6) and isinstance(m.encoder.norm, torch.nn.BatchNorm2d)
     # trunk conv (1*25*4 + 4) + 1x1 projection (4*8 + 8) + graph 2x4 + 2 heads of (8*6*6 inputs -> 10)
     assert count_parameters(m) == 104 + 40 + 8 + 2 * (288 * 10 + 10)
@@ -140,7 +144,7 @@ def test_channel_groups_of_a_conv_map_are_the_modules_of_per_sample_heads():
     assert z.shape == (5, 4, 2, 6, 6)
     a = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
     z2 = z.clone()
-    z2[:, 1:] = torch.randn_like(z2[:, 1:])             # modules task 0 does not read
+    z2[:, 1:] = torch.randn_like(z2[:, 1:])  # modules task 0 does not read
     out, out2 = m.routed_logits(z, a), m.routed_logits(z2, a)
     assert torch.equal(out["left"], out2["left"]) and not torch.allclose(out["right"], out2["right"])
     mtl = SharedMTL((1, 12, 12), TASKS, cfg)
@@ -157,10 +161,11 @@ def test_design_fields_reject_unknown_values(key, bad):
 
 def test_unknown_decorrelation_kind_is_a_clear_error(tmp_path):
     from mtcrl_lite.run.train import run
+
     with pytest.raises(ValueError, match="hp.dec_kind = 'hsic' is not one of"):
         make_config("debug", "mtcrl", 0, "smoke", {"hp.dec_kind": "hsic"})
     cfg = make_config("debug", "mtcrl", 0, "smoke", {"train.epochs": 1})
-    cfg.hp.dec_kind = "hsic"                              # set after validation: the method refuses it too
+    cfg.hp.dec_kind = "hsic"  # set after validation: the method refuses it too
     with pytest.raises(ValueError, match="hp.dec_kind must be one of"):
         run(cfg, tmp_path / "r", progress=False)
 

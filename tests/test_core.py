@@ -1,6 +1,7 @@
 """The public MT-CRL core on a model of your own: both G-IRM gradients through the public API. The reference is the
 runner's first-order implementation as it stood before the core existed (MTCRLMethod.first_order_backward at
 031ac8e), kept here verbatim in substance so that the move cannot change a gradient."""
+
 import pytest
 import torch
 from torch import nn
@@ -18,9 +19,13 @@ def model_and_batches(seed=0):
     heads = {"cls": nn.Linear(8, 3), "reg": nn.Sequential(nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 1))}
     model = RoutedModel(encoder, heads, n_modules=4)
     g = torch.Generator().manual_seed(seed + 1)
-    batches = {e: (torch.randn(6 + e, 5, generator=g),
-                   {"cls": torch.randint(0, 3, (6 + e,), generator=g), "reg": torch.randn(6 + e, generator=g)})
-               for e in range(2)}
+    batches = {
+        e: (
+            torch.randn(6 + e, 5, generator=g),
+            {"cls": torch.randint(0, 3, (6 + e,), generator=g), "reg": torch.randn(6 + e, generator=g)},
+        )
+        for e in range(2)
+    }
     return model, batches
 
 
@@ -39,13 +44,12 @@ def reference_first_order(model, batches, h):
     heads = [p for p in model.heads.parameters() if p.requires_grad]
     task_total = sum(v for k, v in terms.items() if k.startswith("task/"))
     grads = torch.autograd.grad(task_total, us + heads, allow_unused=True)
-    for p, g in zip(heads, grads[len(us):]):
+    for p, g in zip(heads, grads[len(us) :]):
         p.grad = g
-    deltas = grads[:len(us)]
+    deltas = grads[: len(us)]
     n_envs = present.sum(0).clamp_min(1).to(z.dtype)
     head_grads = torch.stack([d.view_as(z) * n_envs[i] for i, d in enumerate(deltas)])
-    terms["girm"] = h.lambda_girm * L.GIRM_PENALTIES[h.girm](L.graph_grads_from_inputs(head_grads, z, env, 2),
-                                                             present)
+    terms["girm"] = h.lambda_girm * L.GIRM_PENALTIES[h.girm](L.graph_grads_from_inputs(head_grads, z, env, 2), present)
     (sum((d * u).sum() for d, u in zip(deltas, us)) + terms["dec"] + terms["graph"] + terms["girm"]).backward()
     return terms
 
@@ -112,6 +116,7 @@ def test_param_groups_give_the_routing_logits_their_own_learning_rate():
     groups = param_groups(model, lr=1e-3, lr_graph=30.0)
     assert groups[1]["params"] == [model.theta] and groups[1]["lr"] == pytest.approx(3e-2)
     assert sum(p.numel() for p in groups[0]["params"]) + model.theta.numel() == sum(
-        p.numel() for p in model.parameters())
+        p.numel() for p in model.parameters()
+    )
     with pytest.raises(ValueError, match="lr_graph"):
         param_groups(model, 1e-3, 0.0)

@@ -3,8 +3,16 @@ import pytest
 
 from mtcrl_lite.data import DataMissingError, build_dataset
 from mtcrl_lite.data import sources as F
-from mtcrl_lite.data.mnist import (DebugConfig, DigitPool, MultiMNISTConfig, compose, correlated_labels,
-                                   load_mnist, pair_class_split, read_idx)
+from mtcrl_lite.data.mnist import (
+    DebugConfig,
+    DigitPool,
+    MultiMNISTConfig,
+    compose,
+    correlated_labels,
+    load_mnist,
+    pair_class_split,
+    read_idx,
+)
 
 
 def test_read_idx_parses_header_and_data(tmp_path):
@@ -105,8 +113,10 @@ def test_checksum_mismatch_is_an_error(tmp_path):
         F.verify("mnist", tmp_path)
 
 
-mnist_present = pytest.mark.skipif(not all((F.data_root() / "mnist" / n).exists() for n in F.CHECKSUMS["mnist"]),
-                                   reason="MNIST not fetched (python -m mtcrl_lite.data fetch mnist)")
+mnist_present = pytest.mark.skipif(
+    not all((F.data_root() / "mnist" / n).exists() for n in F.CHECKSUMS["mnist"]),
+    reason="MNIST not fetched (python -m mtcrl_lite.data fetch mnist)",
+)
 
 
 @mnist_present
@@ -131,15 +141,17 @@ def test_multimnist_environments():
 def test_equal_training_correlations_give_numbered_environments():
     from mtcrl_lite.data import build_dataset
     from mtcrl_lite.data.mnist import DebugConfig
+
     data = build_dataset("debug", DebugConfig(train_corrs=(0.0, 0.0)))
     assert list(data.train_envs) == ["env0:p=0", "env1:p=0"]
     assert all(len(s) == DebugConfig.n_train_per_env for s in data.train_envs.values())
-    assert list(build_dataset("debug", DebugConfig()).train_envs) == ["p=0.9", "p=0.7"]     # unchanged
+    assert list(build_dataset("debug", DebugConfig()).train_envs) == ["p=0.9", "p=0.7"]  # unchanged
 
 
 def arrays_digest(data) -> str:
     """sha256 over every array (inputs and labels, with names, dtypes and shapes) of a dataset's splits."""
     import hashlib
+
     h = hashlib.sha256()
     for name, s in [*data.train_envs.items(), ("val", data.val), ("test", data.test)]:
         for key, a in [("x", s.x), *sorted(s.y.items())]:
@@ -150,16 +162,21 @@ def arrays_digest(data) -> str:
 
 # Digests of the generator's output computed with the code before build_from_pools took (left, right) pool pairs
 # (commit e2a8d2d): Multi-MNIST's arrays must stay bit-identical.
-@pytest.mark.parametrize("cfg, digest", [
-    (DebugConfig(), "3b811ee8f41dcbff62107f70040161c2c0671b11b19465f8f49c2587194a89ae"),
-    (DebugConfig(shift="pairs"), "db6830410fbb37c36653f57ff5cba57888753ee3867cf825a50aae9d1120f462"),
-    (DebugConfig(downsample=1, data_seed=3), "73cb4ea086148bd63a6f686675c2b17828464022a9246d75452a1dbc49a1038e"),
-])
+@pytest.mark.parametrize(
+    "cfg, digest",
+    [
+        (DebugConfig(), "3b811ee8f41dcbff62107f70040161c2c0671b11b19465f8f49c2587194a89ae"),
+        (DebugConfig(shift="pairs"), "db6830410fbb37c36653f57ff5cba57888753ee3867cf825a50aae9d1120f462"),
+        (DebugConfig(downsample=1, data_seed=3), "73cb4ea086148bd63a6f686675c2b17828464022a9246d75452a1dbc49a1038e"),
+    ],
+)
 def test_debug_arrays_are_unchanged(cfg, digest):
     assert arrays_digest(build_dataset("debug", cfg)) == digest
 
 
 @mnist_present
 def test_multimnist_arrays_are_unchanged():
-    assert arrays_digest(build_dataset("multimnist", MultiMNISTConfig())) == \
-        "eaf889afd0a26deb8dad29d0c3d34f226b6e4a4fbb64db6b9aa23ec58ec6c376"
+    assert (
+        arrays_digest(build_dataset("multimnist", MultiMNISTConfig()))
+        == "eaf889afd0a26deb8dad29d0c3d34f226b6e4a4fbb64db6b9aa23ec58ec6c376"
+    )

@@ -1,24 +1,35 @@
 """mtcrl_lite.experiments.dense: the logic of notebooks 03 (Taskonomy), 04 (CityScapes) and 05 (NYUv2), on tiny data."""
+
 import math
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from mtcrl_lite.experiments import dense as DB
 from mtcrl_lite.analysis import tables as report
-from mtcrl_lite.run.config import make_config
-from mtcrl_lite.data import cityscapes, nyuv2
 from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.data import cityscapes, nyuv2
+from mtcrl_lite.experiments import dense as DB
 from mtcrl_lite.models.networks import n_modules
+from mtcrl_lite.run.config import make_config
 
 ALL = list(METHODS)
 
 
 def params(tmp_path, **kw):
-    base = dict(SMOKE=True, SCALE="default", SEEDS=[0, 1, 2], EPOCHS=None, DEVICE="cpu",
-                DATA_ROOT=str(tmp_path / "none"), RESULTS_DIR=str(tmp_path / "results"), METHODS=["mtl", "mtcrl"],
-                TASKS=None, JOBS=1, FORCE=False)
+    base = dict(
+        SMOKE=True,
+        SCALE="default",
+        SEEDS=[0, 1, 2],
+        EPOCHS=None,
+        DEVICE="cpu",
+        DATA_ROOT=str(tmp_path / "none"),
+        RESULTS_DIR=str(tmp_path / "results"),
+        METHODS=["mtl", "mtcrl"],
+        TASKS=None,
+        JOBS=1,
+        FORCE=False,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -36,7 +47,7 @@ def test_without_real_data_the_stand_in_is_chosen_and_said_first(tmp_path, name,
     dataset, over, line = DB.choose_data(DB.BENCHMARKS[name], str(tmp_path))
     assert dataset == "scenes"
     assert line.startswith("data: SYNTHETIC STAND-IN (scenes) † — no ") and str(tmp_path) in line
-    assert over.get("data.style") == style      # Taskonomy's style is the scenes default: never named
+    assert over.get("data.style") == style  # Taskonomy's style is the scenes default: never named
 
 
 def test_real_data_is_chosen_when_available(tmp_path):
@@ -51,13 +62,16 @@ def test_real_data_is_chosen_when_available(tmp_path):
 
 def test_notebook_03_configs_are_unchanged(tmp_path):
     """The digests of the published results/03_taskonomy runs (default scale) and of its smoke runs."""
-    for smoke, expected in ((False, {"mtcrl": "2838236867", "mtl": "da747069bf", "plain": "ec3e30a2c6"}),
-                            (True, {"mtcrl": "6b74c6aa1e", "mtl": "b5ff626bf3", "plain": "b4fdb3f2c6"})):
+    for smoke, expected in (
+        (False, {"mtcrl": "2838236867", "mtl": "da747069bf", "plain": "ec3e30a2c6"}),
+        (True, {"mtcrl": "6b74c6aa1e", "mtl": "b5ff626bf3", "plain": "b4fdb3f2c6"}),
+    ):
         run = DB.setup("taskonomy", params(tmp_path, SMOKE=smoke, DEVICE="auto"), log=lambda *_: None)
         assert run.overrides == {"train.device": "auto"}
         got = {m: run.config(m, 0).digest() for m in ("mtcrl", "mtl")}
-        got["plain"] = make_config(run.dataset, "mtl", 0, run.scale,
-                                   {**run.overrides, "model.module_norm": "none"}).digest()
+        got["plain"] = make_config(
+            run.dataset, "mtl", 0, run.scale, {**run.overrides, "model.module_norm": "none"}
+        ).digest()
         assert got == expected
 
 
@@ -67,7 +81,7 @@ def test_stand_in_configs_are_valid_for_every_method_and_scale(tmp_path, name, s
     run = DB.setup(name, params(tmp_path, SMOKE=smoke, SCALE=scale), log=lambda *_: None)
     for method in ALL:
         cfg = run.config(method, 0)
-        assert cfg.model.width % n_modules(cfg.model, len(run.bench.tasks)) == 0     # else the model cannot be built
+        assert cfg.model.width % n_modules(cfg.model, len(run.bench.tasks)) == 0  # else the model cannot be built
         assert cfg.data.style == name
         assert cfg.train.threads == (1 if run.scale == "default" else 2)
 
@@ -82,11 +96,27 @@ def test_setup_prints_the_data_line_first_and_keeps_one_seed_when_smoke(tmp_path
 
 
 def test_paired_vs_puts_the_papers_column_first():
-    rows = [("mtl", s, t, v) for s in (0, 1) for t, v in (("a", 0.5), ("b", 0.4))] + \
-           [("mtcrl", s, t, v) for s in (0, 1) for t, v in (("a", 0.55), ("b", 0.44))] + \
-           [("mtl-plain", s, t, v) for s in (0, 1) for t, v in (("a", 0.45), ("b", 0.36))]
-    df = pd.DataFrame([{"dataset": "scenes", "method": m, "seed": s, "selection": "best_val", "split": "test",
-                        "task": t, "metric": "miou", "value": v, "primary": True} for m, s, t, v in rows])
+    rows = (
+        [("mtl", s, t, v) for s in (0, 1) for t, v in (("a", 0.5), ("b", 0.4))]
+        + [("mtcrl", s, t, v) for s in (0, 1) for t, v in (("a", 0.55), ("b", 0.44))]
+        + [("mtl-plain", s, t, v) for s in (0, 1) for t, v in (("a", 0.45), ("b", 0.36))]
+    )
+    df = pd.DataFrame(
+        [
+            {
+                "dataset": "scenes",
+                "method": m,
+                "seed": s,
+                "selection": "best_val",
+                "split": "test",
+                "task": t,
+                "metric": "miou",
+                "value": v,
+                "primary": True,
+            }
+            for m, s, t, v in rows
+        ]
+    )
     s = DB.paired_vs(df, "mtl", "NYUv2")
     assert list(s.columns[:2]) == ["paper (NYUv2)", "mean"]
     assert s.loc["mtcrl", "paper (NYUv2)"] == report.PAPER["mtcrl"][4] and s.loc["mtcrl", "mean"] == pytest.approx(10)
@@ -112,7 +142,7 @@ def test_train_writes_the_column_and_the_plain_mtl_apart(trained):
     assert [DB.run_label(d) for d in dirs] == [("mtl", 0), ("mtcrl", 0)]
     assert [DB.run_label(d) for d in plain_dirs] == [(DB.PLAIN, 0)]
     assert set(both.method) == {"mtl", "mtcrl", DB.PLAIN}
-    tidy, stand_in = report.load_column("CityScape", run.out.parent)     # what notebook 09 reads: marked †
+    tidy, stand_in = report.load_column("CityScape", run.out.parent)  # what notebook 09 reads: marked †
     assert stand_in
     assert set(tidy.method) == {"mtl", "mtcrl"} and set(tidy.dataset) == {"scenes"}
     assert set(pd.read_csv(run.out / "tidy_results_plain_mtl.csv").method) == {DB.PLAIN}
@@ -143,7 +173,7 @@ def test_shortcut_gap_and_prediction_inputs(trained):
     x, y, preds = DB.prediction_inputs(data, dirs, 0, n=2)
     assert x.shape[0] == 2 and set(preds) == {"mtl", "mtcrl"}
     assert preds["mtcrl"]["segmentation"].shape[:2] == (2, len(cityscapes.CLASS_NAMES))
-    assert DB.prediction_inputs(data, dirs, seed=7)[2] == {}          # no run of that seed: nothing to show
+    assert DB.prediction_inputs(data, dirs, seed=7)[2] == {}  # no run of that seed: nothing to show
 
 
 def test_real_data_has_no_shortcut_measure(tmp_path):

@@ -1,5 +1,6 @@
 """Fashion-MNIST: fetch errors, loader, and the two benchmarks of the Multi-MNIST generator (Multi-Fashion,
 Fashion+MNIST). The generator tests run on fake pools; those on the real data skip when it is absent."""
+
 import sys
 
 import numpy as np
@@ -13,8 +14,11 @@ from mtcrl_lite.data.mnist import N_VAL_POOL, MultiMNISTConfig, split_pools
 
 def test_missing_apt_get_names_the_command_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(F.shutil, "which", lambda cmd: None)
-    with pytest.raises(RuntimeError, match=r"`apt-get download dataset-fashion-mnist` cannot run: `apt-get` is "
-                                           r"not installed\. It needs a Debian or Ubuntu system"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"`apt-get download dataset-fashion-mnist` cannot run: `apt-get` is "
+        r"not installed\. It needs a Debian or Ubuntu system",
+    ):
         F.download_fashion(tmp_path)
 
 
@@ -27,15 +31,18 @@ def test_empty_apt_lists_are_refreshed_once_only_as_root(tmp_path, monkeypatch, 
         if cmd[:2] == ["apt-get", "download"] and ["apt-get", "update"] not in calls:
             raise RuntimeError("E: Unable to locate package; " + fix)
         if cmd[:2] == ["apt-get", "download"]:
-            raise StopIteration      # the retry: stop here, there is nothing to unpack
+            raise StopIteration  # the retry: stop here, there is nothing to unpack
 
     monkeypatch.setattr(F, "_run", run)
     monkeypatch.setattr(F.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
     monkeypatch.setattr(F.os, "geteuid", lambda: 0 if root else 1000)
-    with pytest.raises(StopIteration if root else RuntimeError, match=None if root else "apt-get update` \\(as root\\)"):
+    with pytest.raises(
+        StopIteration if root else RuntimeError, match=None if root else "apt-get update` \\(as root\\)"
+    ):
         F.download_fashion(tmp_path)
-    assert calls == ([["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]] if root
-                     else [["apt-get", "download"]])
+    assert calls == (
+        [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]] if root else [["apt-get", "download"]]
+    )
 
 
 def test_a_failing_command_shows_its_error_and_the_fix():
@@ -57,13 +64,15 @@ def fake_source(base: int, seed: int, n_train_pool: int = 500, n_test: int = 500
     rng = np.random.default_rng(seed)
     n_train = n_train_pool + N_VAL_POOL
     value = np.where(np.arange(n_train) < n_train_pool, base + 1, base + 2).astype(np.uint8)
-    return {"train_x": np.broadcast_to(value[:, None, None], (n_train, 28, 28)).copy(),
-            "train_y": rng.permutation(np.arange(n_train) % 10).astype(np.uint8),
-            "test_x": np.full((n_test, 28, 28), base + 3, np.uint8),
-            "test_y": rng.permutation(np.arange(n_test) % 10).astype(np.uint8)}
+    return {
+        "train_x": np.broadcast_to(value[:, None, None], (n_train, 28, 28)).copy(),
+        "train_y": rng.permutation(np.arange(n_train) % 10).astype(np.uint8),
+        "test_x": np.full((n_test, 28, 28), base + 3, np.uint8),
+        "test_y": rng.permutation(np.arange(n_test) % 10).astype(np.uint8),
+    }
 
 
-FASHION, MNIST = 100, 200           # fake sources' base values
+FASHION, MNIST = 100, 200  # fake sources' base values
 
 
 @pytest.fixture
@@ -102,8 +111,12 @@ def test_fashion_datasets_confounder_sources_and_splits(fake_sources, name, left
 
 def test_fashion_datasets_default_shape_and_presets(fake_sources):
     from mtcrl_lite.run.config import make_config
-    assert build_dataset("fashionmnist", MultiMNISTConfig(n_train_per_env=64, n_val=64, n_test=64)).input_shape \
-        == (1, 32, 32)
+
+    assert build_dataset("fashionmnist", MultiMNISTConfig(n_train_per_env=64, n_val=64, n_test=64)).input_shape == (
+        1,
+        32,
+        32,
+    )
     for name in ("multifashion", "fashionmnist"):
         for scale in ("smoke", "default", "full"):
             ours, theirs = make_config(name, "mtcrl", scale=scale), make_config("multimnist", "mtcrl", scale=scale)
@@ -112,20 +125,26 @@ def test_fashion_datasets_default_shape_and_presets(fake_sources):
 
 def test_fashion_datasets_borrow_multimnist_tuned_values_until_they_have_their_own(tmp_path):
     from mtcrl_lite.run.config import tuned_values
+
     path = tmp_path / "tuned.json"
-    path.write_text('{"multimnist": {"mtl": {"values": {"train.lr": 0.002}}, "stl": {"values": {"train.lr": 0.003}}},'
-                    ' "fashionmnist": {"mtl": {"values": {"train.lr": 0.005}}}}')
+    path.write_text(
+        '{"multimnist": {"mtl": {"values": {"train.lr": 0.002}}, "stl": {"values": {"train.lr": 0.003}}},'
+        ' "fashionmnist": {"mtl": {"values": {"train.lr": 0.005}}}}'
+    )
     assert tuned_values("multifashion", "mtl", path) == {"train.lr": 0.002}
     assert tuned_values("fashionmnist", "mtl", path) == {"train.lr": 0.005}
-    assert tuned_values("fashionmnist", "stl", path) == {"train.lr": 0.003}     # per method, not per dataset
+    assert tuned_values("fashionmnist", "stl", path) == {"train.lr": 0.003}  # per method, not per dataset
     assert tuned_values("movielens", "mtl", path) == {}
 
 
 fashion_present = pytest.mark.skipif(
     not all((F.data_root() / "fashion" / n).exists() for n in F.CHECKSUMS["fashion"]),
-    reason="Fashion-MNIST not fetched (python -m mtcrl_lite.data fetch fashion)")
-mnist_present = pytest.mark.skipif(not all((F.data_root() / "mnist" / n).exists() for n in F.CHECKSUMS["mnist"]),
-                                   reason="MNIST not fetched (python -m mtcrl_lite.data fetch mnist)")
+    reason="Fashion-MNIST not fetched (python -m mtcrl_lite.data fetch fashion)",
+)
+mnist_present = pytest.mark.skipif(
+    not all((F.data_root() / "mnist" / n).exists() for n in F.CHECKSUMS["mnist"]),
+    reason="MNIST not fetched (python -m mtcrl_lite.data fetch mnist)",
+)
 
 
 @fashion_present

@@ -1,25 +1,26 @@
 """Fault injection: every bad input or damaged file a new user may meet ends in a clear error (naming the file, the
 value and the fix) or a correct result. Each case is one line of a table below; adding a case is adding a line."""
+
 import os
 import re
 import shutil
 import typing
 
 import pytest
-from helpers import interrupted_at
 import torch
+from helpers import interrupted_at
 
+from mtcrl_lite.baselines import surgery as S
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.data import DATASETS
 from mtcrl_lite.run import checkpoint as C
 from mtcrl_lite.run import guards as G
-from mtcrl_lite.baselines import surgery as S
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import RANGES, SCALES, SECTIONS, _fields, make_config
-from mtcrl_lite.data import DATASETS
-from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl
 
-
 # -- silent wrong results ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype, seed", [(torch.float32, 0), (torch.float64, 4)])
 def test_gradvac_on_exactly_opposite_gradients_is_finite(dtype, seed):
@@ -28,7 +29,7 @@ def test_gradvac_on_exactly_opposite_gradients_is_finite(dtype, seed):
     g = torch.randn(1, 7, generator=torch.Generator().manual_seed(seed), dtype=dtype)
     grads = torch.cat([g, -g])
     cos = (grads[0] @ grads[1]) / (grads[0].norm() * grads[1].norm())
-    assert cos < -1                                      # the fault this case reproduces
+    assert cos < -1  # the fault this case reproduces
     out, target = S.gradvac(grads, torch.zeros(2, 2, dtype=dtype), beta=0.01, orders=[[1], [0]])
     assert torch.isfinite(out).all() and torch.isfinite(target).all()
     assert torch.allclose(out, torch.zeros_like(out), atol=1e-6)
@@ -50,41 +51,69 @@ def train_main(capsys, out, *args, method="mtl"):
 
 
 CLI_CASES = [  # (case, arguments, exit code, error on stderr); {file} is an existing file
-    ("epochs 0", ["--epochs", "0"], 2,
-     r"train\.epochs = 0 is out of range \(must be >= 1\); pass --set train\.epochs="),
+    (
+        "epochs 0",
+        ["--epochs", "0"],
+        2,
+        r"train\.epochs = 0 is out of range \(must be >= 1\); pass --set train\.epochs=",
+    ),
     ("epochs < 0", ["--epochs", "-3"], 2, r"train\.epochs = -3 is out of range \(must be >= 1\)"),
-    ("batch < envs", ["--set", "train.batch_size=1"], 2,
-     r"train\.batch_size = 1 is smaller than the number of training environments \(2;.*at least 2"),
+    (
+        "batch < envs",
+        ["--set", "train.batch_size=1"],
+        2,
+        r"train\.batch_size = 1 is smaller than the number of training environments \(2;.*at least 2",
+    ),
     ("n = 0", ["--set", "data.n_train_per_env=0"], 2, r"data\.n_train_per_env = 0 is out of range \(must be >= 1\)"),
-    ("lambda < 0", ["--set", "hp.lambda_girm=-1", "--method", "mtcrl"], 2,
-     r"hp\.lambda_girm = -1\.0 is out of range \(must be >= 0\)"),
-    ("lambda nan", ["--set", "hp.lambda_dec=nan", "--method", "mtcrl"], 2,
-     r"hp\.lambda_dec = nan is out of range \(must be finite and >= 0\)"),
+    (
+        "lambda < 0",
+        ["--set", "hp.lambda_girm=-1", "--method", "mtcrl"],
+        2,
+        r"hp\.lambda_girm = -1\.0 is out of range \(must be >= 0\)",
+    ),
+    (
+        "lambda nan",
+        ["--set", "hp.lambda_dec=nan", "--method", "mtcrl"],
+        2,
+        r"hp\.lambda_dec = nan is out of range \(must be finite and >= 0\)",
+    ),
     ("lr = 0", ["--set", "train.lr=0"], 2, r"train\.lr = 0\.0 is out of range \(must be > 0\)"),
-    ("corr > 1", ["--set", "data.train_corrs=0.9,1.5"], 2,
-     r"data\.train_corrs = \(0\.9, 1\.5\) is out of range \(every entry must be in \[0, 1\]\)"),
+    (
+        "corr > 1",
+        ["--set", "data.train_corrs=0.9,1.5"],
+        2,
+        r"data\.train_corrs = \(0\.9, 1\.5\) is out of range \(every entry must be in \[0, 1\]\)",
+    ),
     ("seed < 0", ["--seed", "-1"], 2, r"seed = -1 is out of range \(must be >= 0\); pass --seed 0"),
-    ("cuda, no GPU", ["--set", "train.device=cuda"], 2,
-     r"train\.device = 'cuda' but no GPU is visible.*--set train\.device=cpu, or --set train\.device=auto"),
+    (
+        "cuda, no GPU",
+        ["--set", "train.device=cuda"],
+        2,
+        r"train\.device = 'cuda' but no GPU is visible.*--set train\.device=cpu, or --set train\.device=auto",
+    ),
     ("no such device", ["--set", "train.device=gpu"], 2, r"train\.device = 'gpu' is not a torch device; use"),
     ("--out is a file", ["--out", "{file}"], 2, r"--out .*file\.txt is an existing file, not a directory"),
     ("--out under a file", ["--out", "{file}/run"], 2, r"--out .*file\.txt/run cannot be written \(Not a directory\)"),
-    ("diverging lr", ["--set", "train.lr=1e6", "--epochs", "2"], 1,
-     r"^error: epoch 1: training diverged at step 1: the loss is .*, over 10000 x its running minimum .*"
-     r"\(largest term 'task/(left|right)' = .*\) at train\.lr = 1e\+06; lower the learning rate"),
+    (
+        "diverging lr",
+        ["--set", "train.lr=1e6", "--epochs", "2"],
+        1,
+        r"^error: epoch 1: training diverged at step 1: the loss is .*, over 10000 x its running minimum .*"
+        r"\(largest term 'task/(left|right)' = .*\) at train\.lr = 1e\+06; lower the learning rate",
+    ),
 ]
 
 
 @pytest.mark.parametrize("args, rc, error", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_bad_input_is_a_clear_error_that_leaves_nothing_behind(args, rc, error, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)     # the same message on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same message on a GPU machine
     (tmp_path / "file.txt").write_text("not a run directory\n")
     out = tmp_path / "run"
     code, err = train_main(capsys, out, *[a.replace("{file}", str(tmp_path / "file.txt")) for a in args])
     assert code == rc and re.search(error, err, re.M), err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     if rc == 2:
-        assert not (out / "config.json").exists()          # a corrected rerun is not blocked
+        assert not (out / "config.json").exists()  # a corrected rerun is not blocked
 
 
 def test_every_numeric_config_field_has_a_range_and_every_preset_is_valid():
@@ -93,7 +122,7 @@ def test_every_numeric_config_field_has_a_range_and_every_preset_is_valid():
     for dataset in DATASETS:
         for method in METHODS:
             for scale in SCALES:
-                cfg = make_config(dataset, method, scale=scale)          # validates the presets
+                cfg = make_config(dataset, method, scale=scale)  # validates the presets
                 for section in SECTIONS:
                     for name, typ in _fields(getattr(cfg, section)).items():
                         inner = typing.get_args(typ)[0] if typing.get_origin(typ) is tuple else typ
@@ -110,8 +139,10 @@ def test_epochs_0_then_the_corrected_rerun_trains(tmp_path, capsys):
 
 def test_unwritable_out_fails_before_training(tmp_path, capsys, monkeypatch):
     """A read-only --out (simulated: the tests may run as root, who may write anywhere) fails before any training."""
+
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
+
     monkeypatch.setattr(G.tempfile, "mkstemp", refuse)
     monkeypatch.setattr(T, "build_method", lambda *a: pytest.fail("trained although --out is read-only"))
     code, err = train_main(capsys, tmp_path / "ro", "--epochs", "1")
@@ -133,6 +164,7 @@ def test_read_only_out_fails_before_training(tmp_path, capsys):
 # Damaged run directories: an interrupted run (checkpoint after epoch 1 of 3, results of epochs 0 and 1) is copied,
 # damaged, and resumed.
 
+
 def _flip_tensor_bytes(path, key):
     """Flip one byte inside the stored data of tensor `key` of the checkpoint: torch.load does not notice."""
     raw = bytearray(path.read_bytes())
@@ -140,7 +172,7 @@ def _flip_tensor_bytes(path, key):
     assert at > 0
     raw[at + 5] ^= 0xFF
     path.write_bytes(bytes(raw))
-    torch.load(path, weights_only=False)                   # the fault: loads without complaint
+    torch.load(path, weights_only=False)  # the fault: loads without complaint
 
 
 def _other_digest(path):
@@ -158,20 +190,39 @@ def _cut(path, n_bytes):
 
 
 RUN_DIR_CASES = [  # (case, damage of the interrupted run directory d, error on stderr); all exit with code 2
-    ("results behind checkpoint", lambda d: _keep_lines(d / "results.jsonl", 1),
-     r"results\.jsonl is behind .*checkpoint\.pt: the checkpoint is after epoch 1 but the results lack epochs \[1\]; "
-     r"pass --force to start the run over, or delete .*checkpoint\.pt"),
+    (
+        "results behind checkpoint",
+        lambda d: _keep_lines(d / "results.jsonl", 1),
+        r"results\.jsonl is behind .*checkpoint\.pt: the checkpoint is after epoch 1 "
+        r"but the results lack epochs \[1\]; "
+        r"pass --force to start the run over, or delete .*checkpoint\.pt",
+    ),
     ("results missing", lambda d: (d / "results.jsonl").unlink(), r"lack epochs \[0, 1\]"),
-    ("checkpoint bit flip", lambda d: _flip_tensor_bytes(d / "checkpoint.pt", "model.heads.left.weight"),
-     r"checkpoint\.pt is damaged: its contents do not match the checksum stored with them; delete .*checkpoint\.pt"),
-    ("checkpoint truncated", lambda d: _cut(d / "checkpoint.pt", 1000),
-     r"checkpoint\.pt cannot be read \(.*\): it is damaged"),
-    ("checkpoint of another config", lambda d: _other_digest(d / "checkpoint.pt"),
-     r"checkpoint\.pt was written under config digest 0123456789, but the run's config\.json has digest"),
-    ("results truncated", lambda d: _cut(d / "results.jsonl", 20),
-     r"results\.jsonl line 2 is not valid JSON \(.*\): the file is truncated or damaged; rerun with --force"),
-    ("config truncated", lambda d: _cut(d / "config.json", 30),
-     r"config\.json line \d+ is not valid JSON \(.*\): the file is truncated or damaged; rerun with --force"),
+    (
+        "checkpoint bit flip",
+        lambda d: _flip_tensor_bytes(d / "checkpoint.pt", "model.heads.left.weight"),
+        r"checkpoint\.pt is damaged: its contents do not match the checksum stored with them; delete .*checkpoint\.pt",
+    ),
+    (
+        "checkpoint truncated",
+        lambda d: _cut(d / "checkpoint.pt", 1000),
+        r"checkpoint\.pt cannot be read \(.*\): it is damaged",
+    ),
+    (
+        "checkpoint of another config",
+        lambda d: _other_digest(d / "checkpoint.pt"),
+        r"checkpoint\.pt was written under config digest 0123456789, but the run's config\.json has digest",
+    ),
+    (
+        "results truncated",
+        lambda d: _cut(d / "results.jsonl", 20),
+        r"results\.jsonl line 2 is not valid JSON \(.*\): the file is truncated or damaged; rerun with --force",
+    ),
+    (
+        "config truncated",
+        lambda d: _cut(d / "config.json", 30),
+        r"config\.json line \d+ is not valid JSON \(.*\): the file is truncated or damaged; rerun with --force",
+    ),
 ]
 INTERRUPTED = ["--epochs", "3"]
 
@@ -179,7 +230,7 @@ INTERRUPTED = ["--epochs", "3"]
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     d = tmp_path_factory.mktemp("interrupted") / "run"
-    with interrupted_at(2), pytest.raises(KeyboardInterrupt):           # in epoch 2 of 3 (one step per epoch)
+    with interrupted_at(2), pytest.raises(KeyboardInterrupt):  # in epoch 2 of 3 (one step per epoch)
         T.main(["--dataset", "debug", "--method", "mtl", "--out", str(d), "--quiet", *TINY, *INTERRUPTED])
     assert [r["epoch"] for r in read_jsonl(d / "results.jsonl")] == [0, 1] and (d / "checkpoint.pt").exists()
     return d
@@ -197,7 +248,7 @@ def test_damaged_run_directory_is_a_clear_error(damage, error, interrupted, tmp_
 def test_intact_copy_resumes_and_force_clears_an_unparsable_config(interrupted, tmp_path, capsys):
     d = tmp_path / "run"
     shutil.copytree(interrupted, d)
-    assert train_main(capsys, d, *INTERRUPTED)[0] == 0 and is_finished(d)      # the copy itself is sound
+    assert train_main(capsys, d, *INTERRUPTED)[0] == 0 and is_finished(d)  # the copy itself is sound
     _cut(d / "config.json", 30)
     assert train_main(capsys, d, *INTERRUPTED)[0] == 2
     assert train_main(capsys, d, *INTERRUPTED, "--force")[0] == 0
@@ -206,24 +257,31 @@ def test_intact_copy_resumes_and_force_clears_an_unparsable_config(interrupted, 
 
 # -- divergence, inactive penalties, file modes, the best weights ---------------------------------------------------
 
+
 class _Params(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.w = torch.nn.Parameter(torch.ones(3))
 
 
-@pytest.mark.parametrize("totals, diverges_at", [
-    ([4.6, 4.6, 4.5, 17.0, 4.6, 0.3, 0.01, 2.0], None),     # a bad step at a large but sane lr; a loss near 0
-    ([4.6, 6.4e29], 1),                                        # train.lr = 1e6 on debug/mtl
-    ([1e3, 2e3, 5e2, 4.9e6], None), ([1e3, 2e3, 5e2, 5.1e6], 3),   # relative to the running minimum
-    ([-0.2, 0.5, 9e3], None), ([-0.2, 0.5, 1.1e4], 2),          # below the floor: 1e4 x the floor of 1
-])
+@pytest.mark.parametrize(
+    "totals, diverges_at",
+    [
+        ([4.6, 4.6, 4.5, 17.0, 4.6, 0.3, 0.01, 2.0], None),  # a bad step at a large but sane lr; a loss near 0
+        ([4.6, 6.4e29], 1),  # train.lr = 1e6 on debug/mtl
+        ([1e3, 2e3, 5e2, 4.9e6], None),
+        ([1e3, 2e3, 5e2, 5.1e6], 3),  # relative to the running minimum
+        ([-0.2, 0.5, 9e3], None),
+        ([-0.2, 0.5, 1.1e4], 2),  # below the floor: 1e4 x the floor of 1
+    ],
+)
 def test_divergence_rule(totals, diverges_at):
     mon = G.DivergenceMonitor(_Params(), lr=1e-3)
     for step, total in enumerate(totals):
         if step == diverges_at:
-            with pytest.raises(G.TrainingDiverged,
-                               match=rf"at step {step}: .*largest term 'task/a' .*train\.lr = 0\.001"):
+            with pytest.raises(
+                G.TrainingDiverged, match=rf"at step {step}: .*largest term 'task/a' .*train\.lr = 0\.001"
+            ):
                 mon.check({"total": total, "task/a": total, "dec": 0.0}, step)
             return
         mon.check({"total": total, "task/a": total, "dec": 0.0}, step)
@@ -240,13 +298,16 @@ def test_non_finite_parameter_after_a_step_is_divergence():
         mon.check({"total": 1.0}, 1)
 
 
-@pytest.mark.parametrize("method, term, text", [
-    ("mtcrl", "girm", "G-IRM is inactive: debug has one training environment ('p=0.9'), and the variance"),
-    ("mtcrl-norm", "girm", "G-IRM Norm enforces no invariance"),
-    ("irm", "irm", "IRM's penalty enforces no invariance: debug has one training environment"),
-    ("dann", "dann", "DANN's adversary is inactive"),
-    ("vrex", "vrex", "V-REx is inactive: debug has one training environment"),
-])
+@pytest.mark.parametrize(
+    "method, term, text",
+    [
+        ("mtcrl", "girm", "G-IRM is inactive: debug has one training environment ('p=0.9'), and the variance"),
+        ("mtcrl-norm", "girm", "G-IRM Norm enforces no invariance"),
+        ("irm", "irm", "IRM's penalty enforces no invariance: debug has one training environment"),
+        ("dann", "dann", "DANN's adversary is inactive"),
+        ("vrex", "vrex", "V-REx is inactive: debug has one training environment"),
+    ],
+)
 def test_one_environment_makes_env_penalties_inactive(method, term, text):
     cfg = make_config("debug", method, overrides={**TINY_OVERRIDES, "data.train_corrs": (0.9,)})
     why = G.inactive_penalties(cfg, T.load_data(cfg).train_envs)
@@ -256,13 +317,16 @@ def test_one_environment_makes_env_penalties_inactive(method, term, text):
 
 
 def test_mtcrl_with_one_environment_warns_once_and_records_it(tmp_path):
-    cfg = make_config("debug", "mtcrl", overrides={**TINY_OVERRIDES, "data.train_corrs": (0.9,), "train.epochs": 2,
-                                                     "hp.anneal_steps": 0})
+    cfg = make_config(
+        "debug",
+        "mtcrl",
+        overrides={**TINY_OVERRIDES, "data.train_corrs": (0.9,), "train.epochs": 2, "hp.anneal_steps": 0},
+    )
     with pytest.warns(G.InactivePenaltyWarning, match="G-IRM is inactive") as caught:
         out = T.run(cfg, tmp_path / "r", progress=False)
     assert len([w for w in caught if w.category is G.InactivePenaltyWarning]) == 1
     assert "G-IRM is inactive" in read_json(out / "config.json")["inactive_penalties"]["girm"]
-    assert all(r["loss"]["girm"] == 0.0 for r in read_jsonl(out / "results.jsonl")[:-1])   # the fault, now said
+    assert all(r["loss"]["girm"] == 0.0 for r in read_jsonl(out / "results.jsonl")[:-1])  # the fault, now said
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
@@ -289,5 +353,5 @@ def test_damaged_best_weights_are_a_clear_error(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(C.CheckpointError, match=r"model_best\.pt is damaged: .*; retrain the run with --force"):
         C.load_best(tmp_path, fresh, "cpu")
-    torch.save(model.state_dict(), path)                    # written before the checksum: still loads
+    torch.save(model.state_dict(), path)  # written before the checksum: still loads
     C.load_best(tmp_path, fresh, "cpu")

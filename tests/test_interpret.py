@@ -1,17 +1,16 @@
 """Interpretability helpers: exact checks on hand-made models and matrices."""
+
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from test_movielens import SMALL, write_fixture
 from torch import nn
 
 from mtcrl_lite.analysis import interpret as I
 from mtcrl_lite.analysis import plots
+from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.data import movielens as M
 from mtcrl_lite.models.networks import MTCRL, ModelConfig, SharedMTL
-from mtcrl_lite.core.tasks import Task
-
-from test_movielens import SMALL, write_fixture
 
 
 class WordsAreBlocks(nn.Module):
@@ -45,8 +44,8 @@ def test_task_usage_reads_A_or_head_block_norms():
     assert np.allclose(I.task_usage(crl, ["u", "v"], 2), [[0.5, 1.0], [0.0, 0.5]])
     mtl = SharedMTL((3,), tasks, cfg)
     with torch.no_grad():
-        mtl.heads["u"].weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 1.0]]))    # block norms 5, 1
-        mtl.heads["v"].weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 2.0]]))    # block norms 0, 2
+        mtl.heads["u"].weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 1.0]]))  # block norms 5, 1
+        mtl.heads["v"].weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 2.0]]))  # block norms 0, 2
     usage = I.task_usage(mtl, ["u", "v"], 2)
     assert np.allclose(usage, [[1.0, 0.2], [0.0, 1.0]])
     assert I.users_of_module(usage, ["u", "v"], 1) == ["u (1.00)", "v (1.00)"]
@@ -60,12 +59,12 @@ def test_graph_similarity():
 
 
 def test_spectral_order_groups_blocks():
-    truth = np.array([0, 1, 0, 1, 2, 0, 2, 1])                # three clusters, interleaved
+    truth = np.array([0, 1, 0, 1, 2, 0, 2, 1])  # three clusters, interleaved
     s = np.where(truth[:, None] == truth[None, :], 0.9, -0.5)
     order = I.spectral_order(s)
     assert sorted(order.tolist()) == list(range(8))
     runs = [truth[order][0]] + [b for a, b in zip(truth[order][:-1], truth[order][1:]) if a != b]
-    assert len(runs) == 3                                         # each cluster is one contiguous run
+    assert len(runs) == 3  # each cluster is one contiguous run
     assert I.spectral_order(np.eye(2)).tolist() == [0, 1]
     with pytest.raises(ValueError, match="square"):
         I.spectral_order(np.zeros((2, 3)))
@@ -88,6 +87,7 @@ def test_module_word_table_on_fixture(tmp_path):
 
 def test_graph_selection_reads_final_graphs_and_skips_models_without_one(tmp_path):
     import json
+
     for name, a, hp in (("r1", [[0.05, 0.95], [0.5, 0.2]], {"lr_graph": 30.0}), ("r2", None, {})):
         d = tmp_path / name
         d.mkdir()

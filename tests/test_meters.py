@@ -1,4 +1,5 @@
 """Streaming metrics (mtcrl_lite.core.meters) on tensors small enough to check by hand."""
+
 import math
 
 import numpy as np
@@ -11,14 +12,17 @@ NAN = float("nan")
 
 
 # ------------------------------------------------------------------------------------------------------- auc
-@pytest.mark.parametrize("score, y, expected", [
-    ([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.75),    # pairs (pos, neg): .35>.1, .35<.4, .8>.1, .8>.4 -> 3/4
-    ([1.0, 1.0, 2.0, 0.0], [1, 0, 1, 0], 0.875),    # pos 1: tie with 1 (1/2) + beats 0; pos 2: beats both -> 3.5/4
-    ([3.0, 3.0, 3.0, 3.0], [1, 0, 1, 0], 0.5),      # all tied
-    ([1.0, 2.0, 3.0], [0, 1, 1], 1.0),
-    ([1.0, 2.0, 3.0], [1, 0, 0], 0.0),
-    ([5.0, 1.0, 5.0], [True, False, False], 0.75),  # pos 5: beats 1, ties 5 -> 1.5/2
-])
+@pytest.mark.parametrize(
+    "score, y, expected",
+    [
+        ([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.75),  # pairs (pos, neg): .35>.1, .35<.4, .8>.1, .8>.4 -> 3/4
+        ([1.0, 1.0, 2.0, 0.0], [1, 0, 1, 0], 0.875),  # pos 1: tie with 1 (1/2) + beats 0; pos 2: beats both -> 3.5/4
+        ([3.0, 3.0, 3.0, 3.0], [1, 0, 1, 0], 0.5),  # all tied
+        ([1.0, 2.0, 3.0], [0, 1, 1], 1.0),
+        ([1.0, 2.0, 3.0], [1, 0, 0], 0.0),
+        ([5.0, 1.0, 5.0], [True, False, False], 0.75),  # pos 5: beats 1, ties 5 -> 1.5/2
+    ],
+)
 def test_auc_by_hand(score, y, expected):
     assert M.auc(torch.tensor(score), torch.tensor(y)) == expected
 
@@ -46,15 +50,15 @@ def test_confusion_matrix_rejects_out_of_range_class():
 
 
 def test_miou_and_pixel_accuracy_by_hand_skip_absent_classes():
-    cm = torch.tensor([[2, 1, 0], [0, 3, 0], [0, 0, 0]])   # cm[target, pred]
+    cm = torch.tensor([[2, 1, 0], [0, 3, 0], [0, 0, 0]])  # cm[target, pred]
     # class 0: TP 2, FP 0, FN 1 -> 2/3; class 1: TP 3, FP 1, FN 0 -> 3/4; class 2: union 0, skipped
     assert M.miou(cm) == pytest.approx((2 / 3 + 3 / 4) / 2, abs=1e-15)
     assert M.pixel_accuracy(cm) == pytest.approx(5 / 6, abs=1e-15)
 
 
 def test_miou_counts_predicted_but_absent_class_as_zero():
-    cm = torch.tensor([[1, 1], [0, 0]])   # class 1 never in the ground truth but predicted once: IoU 0
-    assert M.miou(cm) == 0.25             # (1/2 + 0) / 2
+    cm = torch.tensor([[1, 1], [0, 0]])  # class 1 never in the ground truth but predicted once: IoU 0
+    assert M.miou(cm) == 0.25  # (1/2 + 0) / 2
     assert M.pixel_accuracy(cm) == 0.5
 
 
@@ -68,7 +72,7 @@ def test_pixel_valid_every_dense_kind():
     seg = torch.tensor([[[0, -1], [2, -5]]])
     assert torch.equal(M.pixel_valid(seg, "segmentation"), torch.tensor([[[True, False], [True, False]]]))
     y = torch.zeros(1, 3, 2, 2)
-    y[0, 1, 0, 1] = NAN        # one channel is enough to invalidate a pixel
+    y[0, 1, 0, 1] = NAN  # one channel is enough to invalidate a pixel
     y[0, :, 1, 0] = NAN
     expected = torch.tensor([[[True, False], [False, True]]])
     for kind in ("depth", "normal", "pixel"):
@@ -86,8 +90,10 @@ def unit(deg):
 
 def normals_image(out_vecs, y_vecs, h, w):
     """(1, 3, h, w) tensors from lists of h*w 3-vectors (row-major pixels)."""
+
     def img(vecs):
         return torch.tensor(vecs, dtype=torch.float64).T.reshape(1, 3, h, w)
+
     return img(out_vecs), img(y_vecs)
 
 
@@ -97,9 +103,18 @@ INVALID = [NAN, NAN, NAN]
 
 def test_angle_errors_by_hand():
     out, y = normals_image(
-        [[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [1.0, math.sqrt(3), 0.0],
-         [0.0, 0.0, 7.0]],
-        [X, X, X, X, X, [1.0, NAN, 0.0]], 2, 3)
+        [
+            [2.0, 0.0, 0.0],
+            [0.0, 3.0, 0.0],
+            [1.0, 1.0, 0.0],
+            [-1.0, 0.0, 0.0],
+            [1.0, math.sqrt(3), 0.0],
+            [0.0, 0.0, 7.0],
+        ],
+        [X, X, X, X, X, [1.0, NAN, 0.0]],
+        2,
+        3,
+    )
     # same direction, orthogonal, 45 degrees, opposite, 60 degrees; the last pixel is invalid (one NaN channel)
     got = M.angle_errors(out, y)
     assert got.shape == (5,)
@@ -108,32 +123,41 @@ def test_angle_errors_by_hand():
 
 def test_angle_errors_clamps_cosine():
     g = torch.Generator().manual_seed(0)
-    y = torch.nn.functional.normalize(torch.randn(1, 3, 10, 10, generator=g), dim=1)   # float32 unit vectors
+    y = torch.nn.functional.normalize(torch.randn(1, 3, 10, 10, generator=g), dim=1)  # float32 unit vectors
     raw_cos = (torch.nn.functional.normalize(3 * y, dim=1) * y).sum(1)
-    assert bool((raw_cos > 1).any())     # rounding pushes some cosines above 1, where acos alone would give NaN
+    assert bool((raw_cos > 1).any())  # rounding pushes some cosines above 1, where acos alone would give NaN
     got = M.angle_errors(3 * y, y)
     assert not torch.isnan(got).any()
     assert float(got.max()) < 0.05
 
 
 # ------------------------------------------------------------------------------------------- histogram_median
-@pytest.mark.parametrize("hist, edges, expected", [
-    ([4], [0, 8], 4.0),                    # half of 4 values: halfway through the only bin
-    ([1, 3, 1], [0, 10, 20, 30], 15.0),    # half = 2.5: 1 before bin 1, then 1.5 of its 3 -> 10 + 10 / 2
-    ([1, 1, 2], [0, 1, 2, 4], 2.0),        # half = 2 reached exactly at the end of bin 1, bin 2 non-empty
-    ([2, 2], [0, 1, 2], 1.0),
-    ([1, 0, 0, 1], [0, 1, 2, 3, 4], 2.0),  # CDF flat at half from 1 to 3: its middle
-    ([0, 3, 0], [0, 1, 2, 3], 1.5),
-])
+@pytest.mark.parametrize(
+    "hist, edges, expected",
+    [
+        ([4], [0, 8], 4.0),  # half of 4 values: halfway through the only bin
+        ([1, 3, 1], [0, 10, 20, 30], 15.0),  # half = 2.5: 1 before bin 1, then 1.5 of its 3 -> 10 + 10 / 2
+        ([1, 1, 2], [0, 1, 2, 4], 2.0),  # half = 2 reached exactly at the end of bin 1, bin 2 non-empty
+        ([2, 2], [0, 1, 2], 1.0),
+        ([1, 0, 0, 1], [0, 1, 2, 3, 4], 2.0),  # CDF flat at half from 1 to 3: its middle
+        ([0, 3, 0], [0, 1, 2, 3], 1.5),
+    ],
+)
 def test_histogram_median_by_hand(hist, edges, expected):
     assert M.histogram_median(torch.tensor(hist), torch.tensor(edges, dtype=torch.float64)) == expected
 
 
 def test_histogram_median_within_bin_width_of_exact_median():
     rng = np.random.default_rng(0)
-    edges = torch.linspace(0.0, 10.0, 201, dtype=torch.float64)   # bin width 0.05
-    samples = [rng.uniform(0, 10, 101), rng.uniform(0, 10, 100), rng.exponential(1.0, 30).clip(0, 9.99),
-               np.array([0.51, 9.52]), np.array([3.33, 3.34, 3.36, 7.0]), np.array([5.0])]
+    edges = torch.linspace(0.0, 10.0, 201, dtype=torch.float64)  # bin width 0.05
+    samples = [
+        rng.uniform(0, 10, 101),
+        rng.uniform(0, 10, 100),
+        rng.exponential(1.0, 30).clip(0, 9.99),
+        np.array([0.51, 9.52]),
+        np.array([3.33, 3.34, 3.36, 7.0]),
+        np.array([5.0]),
+    ]
     for v in samples:
         hist = torch.bincount(torch.from_numpy(np.floor(v / 0.05).astype(np.int64)), minlength=200)
         assert abs(M.histogram_median(hist, edges) - float(np.median(v))) <= 0.05 + 1e-12
@@ -149,7 +173,7 @@ def test_histogram_median_errors():
 # ------------------------------------------------------------------------------------------------- meters
 def test_classification_meter_by_hand():
     m = M.ClassificationMeter(2)
-    m.update(torch.tensor([[0.0, 1.0], [2.0, 0.0]]), torch.tensor([1, 1]))    # right, wrong
+    m.update(torch.tensor([[0.0, 1.0], [2.0, 0.0]]), torch.tensor([1, 1]))  # right, wrong
     m.update(torch.tensor([[0.0, 3.0], [1.0, 0.0], [9.0, 0.0]]), torch.tensor([0, 0, -1]))  # wrong, right, unlabelled
     # scores out1 - out0: 1, -2 (positives), 3, -1 (negatives): pos 1 beats -1 only, pos -2 beats none -> 1/4
     assert m.compute() == {"acc": 0.5, "auc": 0.25}
@@ -160,8 +184,8 @@ def test_classification_meter_by_hand():
 
 def test_regression_meter_by_hand():
     m = M.RegressionMeter()
-    m.update(torch.tensor([[1.0], [2.0]]), torch.tensor([0.0, 4.0]))   # errors 1, -2
-    m.update(torch.tensor([3.0, 5.0]), torch.tensor([3.0, NAN]))        # error 0; unlabelled skipped
+    m.update(torch.tensor([[1.0], [2.0]]), torch.tensor([0.0, 4.0]))  # errors 1, -2
+    m.update(torch.tensor([3.0, 5.0]), torch.tensor([3.0, NAN]))  # error 0; unlabelled skipped
     got = m.compute()
     assert got["rmse"] == pytest.approx(math.sqrt(5 / 3), abs=1e-15)
     assert got["mae"] == 1.0
@@ -190,7 +214,7 @@ def test_segmentation_meter_ignored_pixels_do_not_count():
         m = M.SegmentationMeter(3)
         m.update(one_hot_logits(torch.tensor([[[0, 1], [1, ignored_pred]]]), 3), target)
         results.append(m.compute())
-    assert results == [{"miou": 1.0, "pix_acc": 1.0}] * 3   # class 2 only predicted at the ignored pixel: skipped
+    assert results == [{"miou": 1.0, "pix_acc": 1.0}] * 3  # class 2 only predicted at the ignored pixel: skipped
 
 
 def test_segmentation_meter_streaming_matches_one_batch():
@@ -199,7 +223,7 @@ def test_segmentation_meter_streaming_matches_one_batch():
     y = torch.randint(-1, 4, (5, 3, 2), generator=g)
     whole, parts = M.SegmentationMeter(4), M.SegmentationMeter(4)
     whole.update(out, y)
-    for sl in (slice(0, 1), slice(1, 1), slice(1, 4), slice(4, 5)):   # includes an empty batch
+    for sl in (slice(0, 1), slice(1, 1), slice(1, 4), slice(4, 5)):  # includes an empty batch
         parts.update(out[sl], y[sl])
     # reference by an explicit loop over pixels
     ref = torch.zeros(4, 4, dtype=torch.int64)
@@ -227,13 +251,13 @@ def test_depth_meter_invalid_pixels_do_not_move_and_pixel_mean_is_global():
     gt = depth_image([[2.0, NAN], [4.0, 8.0]])
     a, b = M.DepthMeter(), M.DepthMeter()
     a.update(depth_image([[1.0, 100.0], [4.0, 6.0]]), gt)
-    b.update(depth_image([[1.0, -3.0], [4.0, 6.0]]), gt)            # only the invalid pixel changed
+    b.update(depth_image([[1.0, -3.0], [4.0, 6.0]]), gt)  # only the invalid pixel changed
     assert a.compute() == b.compute() == {"abs_err": 1.0, "rel_err": (0.5 + 0 + 0.25) / 3}
     # the mean is over the pixels of the split, not a mean of batch means
     d = M.DepthMeter()
-    d.update(depth_image([[1.0, 9.0]]), depth_image([[2.0, NAN]]))       # error 1 over 1 pixel
-    d.update(depth_image([[1.0, 1.0]]), depth_image([[4.0, 4.0]]))       # errors 3, 3
-    assert d.compute()["abs_err"] == 7 / 3                               # not (1 + 3) / 2
+    d.update(depth_image([[1.0, 9.0]]), depth_image([[2.0, NAN]]))  # error 1 over 1 pixel
+    d.update(depth_image([[1.0, 1.0]]), depth_image([[4.0, 4.0]]))  # errors 3, 3
+    assert d.compute()["abs_err"] == 7 / 3  # not (1 + 3) / 2
 
 
 def test_depth_meter_streaming_matches_one_batch_exactly():
@@ -260,10 +284,10 @@ def test_normal_meter_by_hand():
     got = m.compute()
     assert set(got) == {"mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"}
     assert got["mean_angle"] == pytest.approx(350 / 6, abs=1e-4)
-    assert got["median_angle"] == pytest.approx((25 + 45) / 2, abs=0.01)   # within the bin width
-    assert got["within_11.25"] == 2 / 6                                  # 0 and 10 degrees
+    assert got["median_angle"] == pytest.approx((25 + 45) / 2, abs=0.01)  # within the bin width
+    assert got["within_11.25"] == 2 / 6  # 0 and 10 degrees
     assert got["within_22.5"] == 2 / 6
-    assert got["within_30"] == 3 / 6                                     # and 25 degrees
+    assert got["within_30"] == 3 / 6  # and 25 degrees
 
 
 def test_normal_meter_invalid_pixels_do_not_move():
@@ -272,7 +296,7 @@ def test_normal_meter_invalid_pixels_do_not_move():
     a, b = M.NormalMeter(), M.NormalMeter()
     a.update(out, y)
     out2 = out.clone()
-    out2[:, :, 1, :] = torch.tensor([-1.0, 2.0, 3.0])[:, None]   # change the outputs at both invalid pixels
+    out2[:, :, 1, :] = torch.tensor([-1.0, 2.0, 3.0])[:, None]  # change the outputs at both invalid pixels
     b.update(out2, y)
     assert a.compute() == b.compute()
     assert a.compute()["within_22.5"] == 0.5
@@ -299,12 +323,12 @@ def test_normal_meter_streaming_and_median_within_bin_width():
 
 
 def test_l1_meter_by_hand_per_entry_validity():
-    out = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])           # (1, 2, 1, 2)
+    out = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, 2, 1, 2)
     y = torch.tensor([[[[0.5, NAN]], [[3.0, 6.0]]]])
     m = M.L1Meter()
     m.update(out, y)
-    assert m.compute() == {"l1": 2.5 / 3}                          # |0.5| + |0| + |2| over 3 valid entries
-    out[0, 0, 0, 1] = -40.0                                         # the NaN entry's output does not count
+    assert m.compute() == {"l1": 2.5 / 3}  # |0.5| + |0| + |2| over 3 valid entries
+    out[0, 0, 0, 1] = -40.0  # the NaN entry's output does not count
     m2 = M.L1Meter()
     m2.update(out, y)
     assert m2.compute() == {"l1": 2.5 / 3}
@@ -322,14 +346,17 @@ def test_l1_meter_streaming_matches_one_batch_exactly():
     assert whole.compute() == parts.compute()
 
 
-@pytest.mark.parametrize("meter, out, y", [
-    (M.ClassificationMeter(2), torch.zeros(2, 2), torch.tensor([-1, -1])),
-    (M.RegressionMeter(), torch.zeros(2, 1), torch.tensor([NAN, NAN])),
-    (M.SegmentationMeter(2), torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2), -1)),
-    (M.DepthMeter(), torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), NAN)),
-    (M.NormalMeter(), torch.ones(1, 3, 2, 2), torch.full((1, 3, 2, 2), NAN)),
-    (M.L1Meter(), torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2, 2), NAN)),
-])
+@pytest.mark.parametrize(
+    "meter, out, y",
+    [
+        (M.ClassificationMeter(2), torch.zeros(2, 2), torch.tensor([-1, -1])),
+        (M.RegressionMeter(), torch.zeros(2, 1), torch.tensor([NAN, NAN])),
+        (M.SegmentationMeter(2), torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2), -1)),
+        (M.DepthMeter(), torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), NAN)),
+        (M.NormalMeter(), torch.ones(1, 3, 2, 2), torch.full((1, 3, 2, 2), NAN)),
+        (M.L1Meter(), torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2, 2), NAN)),
+    ],
+)
 def test_meters_raise_when_nothing_valid(meter, out, y):
     with pytest.raises(ValueError, match="no valid pixel/sample"):
         meter.compute()
@@ -362,7 +389,9 @@ def test_make_meter():
 def test_meters_module_does_not_import_tasks():
     import ast
     import inspect
+
     tree = ast.parse(inspect.getsource(M))
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
-        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
     assert not any(name and "tasks" in name for name in imported)

@@ -1,18 +1,18 @@
 """Samples without a label for a task (NaN regression target, negative class): ignored by losses, risks, G-IRM,
 metrics, and every method of the registry."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-
-from mtcrl_lite.core import losses as L
-from mtcrl_lite.run import train as T
-from mtcrl_lite.data.base import ArraySplit, MTLData
-from mtcrl_lite.baselines.methods import METHODS
-from mtcrl_lite.core.tasks import Task
-
 from test_train import cfg_for, train_one_epoch
+
+from mtcrl_lite.baselines.methods import METHODS
+from mtcrl_lite.core import losses as L
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.data.base import ArraySplit, MTLData
+from mtcrl_lite.run import train as T
 
 REG = Task("r", "regression", 1, "rmse")
 CLS = Task("c", "classification", 2, "auc")
@@ -23,9 +23,9 @@ def test_regression_nan_target_has_zero_loss_and_zero_gradient():
     y = torch.tensor([2.0, float("nan"), 1.0])
     ps = REG.per_sample_loss(out, y)
     assert ps.tolist() == [1.0, 0.0, 4.0]
-    assert REG.loss(out, y).item() == pytest.approx(2.5)           # mean over the 2 labelled samples
+    assert REG.loss(out, y).item() == pytest.approx(2.5)  # mean over the 2 labelled samples
     REG.loss(out, y).backward()
-    assert out.grad.reshape(-1).tolist() == [-1.0, 0.0, 2.0]        # d/dout of (1/2)Σ(out - y)^2
+    assert out.grad.reshape(-1).tolist() == [-1.0, 0.0, 2.0]  # d/dout of (1/2)Σ(out - y)^2
 
 
 def test_classification_negative_label_is_ignored():
@@ -73,7 +73,7 @@ def test_env_task_risks_with_labels_mask():
     assert r.tolist() == [[2.0, 20.0], [7.0, 40.0]]
     assert L.env_task_counts(lab, env, 2).tolist() == [[2, 1], [1, 1]]
     lab[3, 1] = False
-    assert L.env_task_risks(losses, env, 2, lab)[1, 1].item() == 0.0       # none labelled: 0
+    assert L.env_task_risks(losses, env, 2, lab)[1, 1].item() == 0.0  # none labelled: 0
     full = torch.ones(4, 2, dtype=torch.bool)
     assert torch.equal(L.env_task_risks(losses, env, 2, full), L.env_task_risks(losses, env, 2))
 
@@ -83,7 +83,7 @@ def test_girm_var_over_present_environments():
     all_present = torch.ones(3, 2, dtype=torch.bool)
     assert L.girm_var(g, all_present).item() == pytest.approx(L.girm_var(g).item(), rel=1e-6)
     present = all_present.clone()
-    present[2, 1] = False                                  # task 1 absent from environment 2
+    present[2, 1] = False  # task 1 absent from environment 2
     g2 = g.clone()
     g2[2, 1] = 0.0
     t0 = (g[:, 0] - g[:, 0].mean(0)).pow(2).sum() / 3
@@ -139,12 +139,14 @@ def test_vrex_objective_is_the_mean_risk_plus_the_weighted_variance_by_hand():
             return {"r": self.b.expand(len(x), 1)}
 
     task = Task("r", "regression", 1, primary="rmse")
-    batches = {"a": (torch.zeros(2, 1), {"r": torch.tensor([1.0, 1.0])}),
-               "b": (torch.zeros(2, 1), {"r": torch.tensor([3.0, 3.0])})}
+    batches = {
+        "a": (torch.zeros(2, 1), {"r": torch.tensor([1.0, 1.0])}),
+        "b": (torch.zeros(2, 1), {"r": torch.tensor([3.0, 3.0])}),
+    }
     m = VREx(Zero(), [task], VRExHParams(lambda_vrex=4.0, anneal_steps=1), 1e-3, 0.0, ["a", "b"])
     r = [task.loss(torch.zeros(2, 1), torch.tensor([v, v])).item() for v in (1.0, 3.0)]
     mean, var = sum(r) / 2, ((r[0] - r[1]) / 2) ** 2
-    before = m.objective(batches, 0)                        # weight 1 during the anneal
+    before = m.objective(batches, 0)  # weight 1 during the anneal
     assert before["task/r"].item() == pytest.approx(mean) and before["vrex"].item() == pytest.approx(var)
-    after = m.objective(batches, 1)                         # weight 4, loss scaled by 1 / (1 + 4)
+    after = m.objective(batches, 1)  # weight 4, loss scaled by 1 / (1 + 4)
     assert after["task/r"].item() == pytest.approx(mean / 5) and after["vrex"].item() == pytest.approx(4 * var / 5)

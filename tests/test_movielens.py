@@ -1,5 +1,6 @@
 """MovieLens: parser (on tiny fixture files in recbole's atomic format), features, split, environments, errors;
 checks on the real ml-100k run only when it has been fetched."""
+
 import math
 
 import numpy as np
@@ -7,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from mtcrl_lite.run import train as T
-from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import DataMissingError
 from mtcrl_lite.data import movielens as M
 from mtcrl_lite.data import sources as F
 from mtcrl_lite.data.base import TabularSpec
 from mtcrl_lite.models.networks import TabularTrunk, trunk_for
+from mtcrl_lite.run import train as T
+from mtcrl_lite.run.config import make_config
 
 ITEMS = """item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq
 1\tToy Story\t1965\tAnimation Children's Comedy
@@ -46,8 +47,14 @@ def write_fixture(folder, n_per_pair=3):
     return folder
 
 
-SMALL = dict(genres=("Drama", "Children's"), train_max_year=1990, val_max_year=1995, env_edges=(1970,),
-             min_title_count=1, min_ratings=1)
+SMALL = dict(
+    genres=("Drama", "Children's"),
+    train_max_year=1990,
+    val_max_year=1995,
+    env_edges=(1970,),
+    min_title_count=1,
+    min_ratings=1,
+)
 
 
 def fixture_data(tmp_path, **over):
@@ -91,8 +98,16 @@ def test_tokenize_vocab_and_bag_of_words():
 
 
 def test_task_names():
-    assert [M.task_name(g) for g in M.GENRES] == ["drama", "film_noir", "mystery", "romance", "childrens",
-                                                  "animation", "musical", "adventure"]
+    assert [M.task_name(g) for g in M.GENRES] == [
+        "drama",
+        "film_noir",
+        "mystery",
+        "romance",
+        "childrens",
+        "animation",
+        "musical",
+        "adventure",
+    ]
 
 
 def test_year_split_and_environments():
@@ -121,13 +136,13 @@ def test_build_from_fixture_labels_inputs_and_splits(tmp_path):
     lo, hi = data.info["bow_columns"]
     assert hi - lo == 6 and data.input_spec.n_features == hi
     env0 = data.train_envs["<=1970"]
-    assert (env0.x[:, lo:hi] == np.array([0, 0, 0, 1, 0, 1], np.float32)).all()   # "Toy Story"
+    assert (env0.x[:, lo:hi] == np.array([0, 0, 0, 1, 0, 1], np.float32)).all()  # "Toy Story"
     assert np.isnan(env0.y["drama"]).all()
     # target: rating minus the training mean; ratings cycle 1..5
     assert set(np.round(env0.y["childrens"] + data.info["rating_offset"], 4)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
     users = data.val.x[:, 0]
-    assert set(users) == {0.0, 1.0} and (data.val.x[users == 1, 2] == 1).all()       # user 2 is F
-    assert np.allclose(data.val.x[:, 4], 0.5)                                        # (1995 - 1990) / 10
+    assert set(users) == {0.0, 1.0} and (data.val.x[users == 1, 2] == 1).all()  # user 2 is F
+    assert np.allclose(data.val.x[:, 4], 0.5)  # (1995 - 1990) / 10
 
 
 def test_like_target_is_binary_with_missing_minus_one(tmp_path):
@@ -139,7 +154,7 @@ def test_like_target_is_binary_with_missing_minus_one(tmp_path):
 
 def test_too_few_test_ratings_is_an_error_naming_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"fewer than data.min_ratings = 7 ratings in the test split \({'drama': 0}\)"):
-        fixture_data(tmp_path, genres=("Drama",), val_max_year=1997, min_ratings=7)      # no test movie left
+        fixture_data(tmp_path, genres=("Drama",), val_max_year=1997, min_ratings=7)  # no test movie left
     with pytest.raises(ValueError, match="childrens.*fewer than data.min_ratings = 7 ratings in the train split"):
         fixture_data(tmp_path, min_ratings=7)
     with pytest.raises(ValueError, match="unknown genres"):

@@ -1,7 +1,8 @@
-"""Notebook parameters (`mtcrl_lite.experiments.notebook.parameters`): values as papermill passes them (`-p SEEDS "[0, 1]"` gives
-the string "[0, 1]"), errors that name the parameter, the value and an example, and every notebook's parameters cell
-checked against SCHEMA: its names are known, the next code cell validates all of them, later cells use only `P.NAME`,
-and its literal defaults validate."""
+"""Notebook parameters (`mtcrl_lite.experiments.notebook.parameters`): values as papermill passes them
+(`-p SEEDS "[0, 1]"` gives the string "[0, 1]"), errors that name the parameter, the value and an example, and every
+notebook's parameters cell checked against SCHEMA: its names are known, the next code cell validates all of them,
+later cells use only `P.NAME`, and its literal defaults validate."""
+
 import ast
 import json
 import shlex
@@ -11,12 +12,20 @@ from types import SimpleNamespace
 import pytest
 
 from mtcrl_lite.baselines.methods import METHODS as REGISTRY
-from mtcrl_lite.experiments.notebook import (EXAMPLES, NOTEBOOK_SCHEMA, SCHEMA, ParameterError, parameters, results_dir,
-                                 run_overrides, split_kind)
+from mtcrl_lite.experiments.notebook import (
+    EXAMPLES,
+    NOTEBOOK_SCHEMA,
+    SCHEMA,
+    ParameterError,
+    parameters,
+    results_dir,
+    run_overrides,
+    split_kind,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-METHOD_PARAMS = ("METHODS", "OTHER_TARGET_METHODS")   # parameters whose values are method names
+METHOD_PARAMS = ("METHODS", "OTHER_TARGET_METHODS")  # parameters whose values are method names
 
 
 def one(name, value, choices=None, **kw):
@@ -31,8 +40,10 @@ def error(name, value, choices=None, **kw):
 
 # ---- lists ----------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", ["[0, 1]", "0,1", " [0,1] ", "(0, 1)", "0, 1", "[0, 1.0]", "['0', '1']", [0, 1],
-                                   (0, 1), range(2)])
+
+@pytest.mark.parametrize(
+    "value", ["[0, 1]", "0,1", " [0,1] ", "(0, 1)", "0, 1", "[0, 1.0]", "['0', '1']", [0, 1], (0, 1), range(2)]
+)
 def test_int_list_from_what_papermill_passes(value):
     out = one("SEEDS", value)
     assert out == [0, 1] and all(type(s) is int for s in out)
@@ -43,8 +54,18 @@ def test_int_list_single_and_repeated(value, expected):
     assert one("SEEDS", value) == expected
 
 
-@pytest.mark.parametrize("value", ["[mtl, mtcrl]", "['mtl', 'mtcrl']", '["mtl", "mtcrl"]', "mtl,mtcrl",
-                                   " [ mtl , mtcrl ] ", ["mtl", "mtcrl"], ("mtl", "mtcrl")])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[mtl, mtcrl]",
+        "['mtl', 'mtcrl']",
+        '["mtl", "mtcrl"]',
+        "mtl,mtcrl",
+        " [ mtl , mtcrl ] ",
+        ["mtl", "mtcrl"],
+        ("mtl", "mtcrl"),
+    ],
+)
 def test_str_list_from_what_papermill_passes(value):
     assert one("METHODS", value) == ["mtl", "mtcrl"]
 
@@ -58,8 +79,16 @@ def test_str_list_keeps_hyphenated_method_names():
     assert one("METHODS", "[mtcrl-nogirm, mtcrl-norm]", {"METHODS": tuple(REGISTRY)}) == ["mtcrl-nogirm", "mtcrl-norm"]
 
 
-@pytest.mark.parametrize("value, expected", [("[0.5, 0.9]", [0.5, 0.9]), ("0.5,1", [0.5, 1.0]), ("[0, 1]", [0.0, 1.0]),
-                                             ("0.95", [0.95]), ([0.5, 1], [0.5, 1.0])])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("[0.5, 0.9]", [0.5, 0.9]),
+        ("0.5,1", [0.5, 1.0]),
+        ("[0, 1]", [0.0, 1.0]),
+        ("0.95", [0.95]),
+        ([0.5, 1], [0.5, 1.0]),
+    ],
+)
 def test_prob_list(value, expected):
     out = one("STRENGTHS", value)
     assert out == expected and all(type(v) is float for v in out)
@@ -73,17 +102,34 @@ def test_float_list_may_be_empty_where_the_schema_says_so():
     assert one("OTHER_TARGET_METHODS", "[mtl, mtcrl]", {"OTHER_TARGET_METHODS": tuple(REGISTRY)}) == ["mtl", "mtcrl"]
 
 
-@pytest.mark.parametrize("name, value", [("SEEDS", "[]"), ("SEEDS", ""), ("SEEDS", []), ("METHODS", "[]"),
-                                         ("STRENGTHS", "()")])
+@pytest.mark.parametrize(
+    "name, value", [("SEEDS", "[]"), ("SEEDS", ""), ("SEEDS", []), ("METHODS", "[]"), ("STRENGTHS", "()")]
+)
 def test_lists_are_not_empty_unless_the_schema_says_so(name, value):
     assert "the list is empty" in error(name, value)
 
 
 # ---- bools, None, ints, floats, dicts -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [("False", False), ("false", False), ("True", True), ("true", True),
-                                             (" TRUE ", True), ("0", False), ("1", True), ("no", False),
-                                             ("yes", True), (False, False), (True, True), (0, False), (1, True)])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("False", False),
+        ("false", False),
+        ("True", True),
+        ("true", True),
+        (" TRUE ", True),
+        ("0", False),
+        ("1", True),
+        ("no", False),
+        ("yes", True),
+        (False, False),
+        (True, True),
+        (0, False),
+        (1, True),
+    ],
+)
 def test_bool(value, expected):
     assert one("SMOKE", value) is expected
     assert one("FORCE", value) is expected
@@ -120,13 +166,14 @@ def test_int_from_string_or_number(value):
 
 def test_int_exact_for_underscores_and_large_values():
     assert one("N_LARGE", "200_000") == 200_000
-    assert one("N_LARGE", str(10 ** 20 + 1)) == 10 ** 20 + 1
+    assert one("N_LARGE", str(10**20 + 1)) == 10**20 + 1
 
 
 @pytest.mark.parametrize("value", ["3.5", 3.5, "three", True, "nan", "inf", "[3]", [3]])
 def test_int_rejects(value):
-    assert f"notebook parameter N_ANALYZE = {value!r}: expected an integer; pass e.g. -p N_ANALYZE 3" == \
-        error("N_ANALYZE", value)
+    assert f"notebook parameter N_ANALYZE = {value!r}: expected an integer; pass e.g. -p N_ANALYZE 3" == error(
+        "N_ANALYZE", value
+    )
 
 
 @pytest.mark.parametrize("value, expected", [("1.5", 1.5), ("2", 2.0), (2, 2.0), (1.5, 1.5), ("1e-1", 0.1)])
@@ -141,15 +188,23 @@ def test_float_rejects(value):
 
 
 def test_prob_list_rejects_values_outside_the_unit_interval():
-    assert error("M_GRID", "[0.5, 1.5]") == ("notebook parameter M_GRID = '[0.5, 1.5]': item 1.5: expected a number "
-                                             "in [0, 1]; pass e.g. -p M_GRID \"[0.5, 0.9]\"")
+    assert error("M_GRID", "[0.5, 1.5]") == (
+        "notebook parameter M_GRID = '[0.5, 1.5]': item 1.5: expected a number "
+        'in [0, 1]; pass e.g. -p M_GRID "[0.5, 0.9]"'
+    )
     assert "item -0.1" in error("STRENGTHS", "-0.1")
 
 
-@pytest.mark.parametrize("value, expected", [("{}", {}), ({}, {}), ("{'train.epochs': 3}", {"train.epochs": 3}),
-                                             ('{"data.downsample": 2, "data.n_val": 100}',
-                                              {"data.downsample": 2, "data.n_val": 100}),
-                                             ({"train.epochs": 3}, {"train.epochs": 3})])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("{}", {}),
+        ({}, {}),
+        ("{'train.epochs': 3}", {"train.epochs": 3}),
+        ('{"data.downsample": 2, "data.n_val": 100}', {"data.downsample": 2, "data.n_val": 100}),
+        ({"train.epochs": 3}, {"train.epochs": 3}),
+    ],
+)
 def test_dict(value, expected):
     assert one("MNIST_OVERRIDES", value) == expected
 
@@ -158,7 +213,8 @@ def test_dict(value, expected):
 def test_dict_rejects(value):
     assert error("SEM_OVERRIDES", value) == (
         f"notebook parameter SEM_OVERRIDES = {value!r}: expected a dict of config overrides with string keys; "
-        "pass e.g. -p SEM_OVERRIDES \"{'train.epochs': 5}\"")
+        "pass e.g. -p SEM_OVERRIDES \"{'train.epochs': 5}\""
+    )
 
 
 def test_str_strips_and_checks_allowed_values():
@@ -167,25 +223,35 @@ def test_str_strips_and_checks_allowed_values():
 
 # ---- errors name the parameter, the value and an example ------------------------------------------------------------
 
+
 def test_error_bad_int_in_list():
-    assert error("SEEDS", "[a]") == \
-        "notebook parameter SEEDS = '[a]': item 'a': expected an integer; pass e.g. -p SEEDS \"[1, 2, 3]\""
-    assert error("SEEDS", "[0, 1.5]") == \
-        "notebook parameter SEEDS = '[0, 1.5]': item 1.5: expected an integer; pass e.g. -p SEEDS \"[1, 2, 3]\""
+    assert (
+        error("SEEDS", "[a]")
+        == "notebook parameter SEEDS = '[a]': item 'a': expected an integer; pass e.g. -p SEEDS \"[1, 2, 3]\""
+    )
+    assert (
+        error("SEEDS", "[0, 1.5]")
+        == "notebook parameter SEEDS = '[0, 1.5]': item 1.5: expected an integer; pass e.g. -p SEEDS \"[1, 2, 3]\""
+    )
 
 
 def test_error_value_not_allowed():
-    assert error("SCALE", "huge") == ("notebook parameter SCALE = 'huge': 'huge' not among the valid values "
-                                      "['default', 'full']; pass e.g. -p SCALE default")
-    assert error("TARGET", "stars") == ("notebook parameter TARGET = 'stars': 'stars' not among the valid values "
-                                        "['rating', 'like']; pass e.g. -p TARGET rating")
+    assert error("SCALE", "huge") == (
+        "notebook parameter SCALE = 'huge': 'huge' not among the valid values "
+        "['default', 'full']; pass e.g. -p SCALE default"
+    )
+    assert error("TARGET", "stars") == (
+        "notebook parameter TARGET = 'stars': 'stars' not among the valid values "
+        "['rating', 'like']; pass e.g. -p TARGET rating"
+    )
     assert error("DEVICE", "tpu").endswith("pass e.g. -p DEVICE auto")
 
 
 def test_error_method_not_in_choices():
     assert error("METHODS", "[nope]", {"METHODS": ("stl", "mtl", "mtcrl")}) == (
         "notebook parameter METHODS = '[nope]': ['nope'] not among the valid values ['stl', 'mtl', 'mtcrl']; "
-        "pass e.g. -p METHODS \"[mtl, mtcrl]\"")
+        'pass e.g. -p METHODS "[mtl, mtcrl]"'
+    )
     msg = error("METHODS", "[mtl, nope, mtcrl2]", {"METHODS": tuple(REGISTRY)})
     assert msg.startswith("notebook parameter METHODS = '[mtl, nope, mtcrl2]': ['nope', 'mtcrl2'] not among")
     assert all(m in msg for m in REGISTRY)
@@ -193,7 +259,7 @@ def test_error_method_not_in_choices():
 
 
 def test_choices_narrow_the_schema():
-    assert one("METHODS", "[anything]") == ["anything"]          # the schema alone does not know the registry
+    assert one("METHODS", "[anything]") == ["anything"]  # the schema alone does not know the registry
     assert "'full' not among the valid values ['default']" in error("SCALE", "full", {"SCALE": ("default",)})
 
 
@@ -214,20 +280,22 @@ def test_parameter_error_is_a_value_error_and_the_result_a_namespace():
 def test_notebook_specific_kinds():
     assert one("EPOCHS", "[3, 30]", notebook="01_theory_proposition1") == [3, 30]
     assert one("EPOCHS", "2", notebook="01_theory_proposition1") == [2]
-    assert error("EPOCHS", "[3, 30]") == \
-        "notebook parameter EPOCHS = '[3, 30]': expected an integer; pass e.g. -p EPOCHS 20"
+    assert (
+        error("EPOCHS", "[3, 30]")
+        == "notebook parameter EPOCHS = '[3, 30]': expected an integer; pass e.g. -p EPOCHS 20"
+    )
     assert one("EPOCHS", "20", notebook="06_multimnist") == 20
 
 
 def test_every_kind_is_known_and_its_example_parses():
     specs = list(SCHEMA.items()) + [kv for over in NOTEBOOK_SCHEMA.values() for kv in over.items()]
     assert all(name in SCHEMA for over in NOTEBOOK_SCHEMA.values() for name in over)
-    for name, (kind, allowed) in specs:
+    for name, (kind, _) in specs:
         split_kind(kind)
         assert name == name.upper() and kind in EXAMPLES, name
-    for kind, example in EXAMPLES.items():
+    for kind in EXAMPLES:
         split_kind(kind)
-    for name, (kind, allowed) in specs:   # the example an error message prints must itself be accepted
+    for name, (kind, allowed) in specs:  # the example an error message prints must itself be accepted
         value = allowed[0] if kind == "str" and allowed else shlex.split(EXAMPLES[kind])[0]
         notebook = next((nb for nb, over in NOTEBOOK_SCHEMA.items() if over.get(name) == (kind, allowed)), None)
         assert one(name, value, notebook=notebook) is not None, name
@@ -236,6 +304,7 @@ def test_every_kind_is_known_and_its_example_parses():
 
 
 # ---- the notebooks --------------------------------------------------------------------------------------------------
+
 
 def code_cells(nb):
     cells = json.loads(nb.read_text())["cells"]
@@ -265,8 +334,11 @@ def parameters_cell(nb):
 
 
 def parameters_call(tree):
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-             and n.func.id == "parameters"]
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "parameters"
+    ]
     return calls[0] if len(calls) == 1 else None
 
 
@@ -291,9 +363,9 @@ def test_next_code_cell_validates_every_parameter_and_later_cells_use_only_the_v
     given = {k.arg: k.value for k in call.keywords}.get("notebook")
     if stem in NOTEBOOK_SCHEMA and set(NOTEBOOK_SCHEMA[stem]) & set(defaults):
         assert isinstance(given, ast.Constant) and given.value == stem, f"{nb.name}: pass notebook={stem!r}"
-    allowed_raw = {id(v) for v in passed.values()}   # the NAME of NAME=NAME in the call
-    for tree in [tree] + [ast.parse(src) for _, src in code[i + 2:]]:
-        for node in ast.walk(tree):
+    allowed_raw = {id(v) for v in passed.values()}  # the NAME of NAME=NAME in the call
+    for later in [tree] + [ast.parse(src) for _, src in code[i + 2 :]]:
+        for node in ast.walk(later):
             if isinstance(node, ast.Name) and node.id in defaults and id(node) not in allowed_raw:
                 raise AssertionError(f"{nb.name}: uses the unvalidated {node.id} (line {node.lineno}); use P.{node.id}")
 
@@ -305,17 +377,18 @@ def test_literal_defaults_validate(nb):
     for name, node in defaults.items():
         try:
             literal[name] = ast.literal_eval(node)
-        except ValueError:          # e.g. SMOKE = os.environ.get(...) == "1"
+        except ValueError:  # e.g. SMOKE = os.environ.get(...) == "1"
             continue
     choices = {name: tuple(REGISTRY) for name in METHOD_PARAMS if name in literal}
     p = parameters(choices, notebook=nb.stem, **literal)
-    for name, value in literal.items():   # the defaults already have their types: validation changes nothing
+    for name, value in literal.items():  # the defaults already have their types: validation changes nothing
         assert getattr(p, name) == value and type(getattr(p, name)) is type(value), name
 
 
 def test_counts_below_their_minimum_are_errors():
-    assert error("EPOCHS", "0") == ("notebook parameter EPOCHS = '0': [0] below the smallest valid value 1; "
-                                    "pass e.g. -p EPOCHS 20")
+    assert error("EPOCHS", "0") == (
+        "notebook parameter EPOCHS = '0': [0] below the smallest valid value 1; pass e.g. -p EPOCHS 20"
+    )
     assert "[-1] below the smallest valid value 0" in error("SEEDS", "[0, -1]")
 
 
@@ -323,8 +396,10 @@ def test_results_dir_is_results_dir_or_the_notebooks_folder(tmp_path, monkeypatc
     monkeypatch.setenv("MTCRL_RESULTS", str(tmp_path / "res"))
     P = SimpleNamespace(RESULTS_DIR=None, SMOKE=False)
     assert results_dir(P, "06_multimnist") == tmp_path / "res" / "06_multimnist"
-    assert results_dir(SimpleNamespace(RESULTS_DIR=None, SMOKE=True), "06_multimnist") == \
-        tmp_path / "res" / "smoke" / "06_multimnist"
+    assert (
+        results_dir(SimpleNamespace(RESULTS_DIR=None, SMOKE=True), "06_multimnist")
+        == tmp_path / "res" / "smoke" / "06_multimnist"
+    )
     assert results_dir(P, "") == tmp_path / "res"
     assert results_dir(SimpleNamespace(RESULTS_DIR="elsewhere", SMOKE=True), "06_multimnist") == Path("elsewhere")
 

@@ -1,5 +1,6 @@
 """NYUv2 loader (MTAN layout): values, ignore, invalid depth and normals, the scene-type split and its fallback,
 missing files, the empty root, the fixture CLI and an end-to-end training run."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mtcrl_lite.data import DataMissingError
-from mtcrl_lite.data import mtan
+from mtcrl_lite.data import DataMissingError, mtan
 from mtcrl_lite.data import nyuv2 as N
 from mtcrl_lite.data.__main__ import main as data_main
 
@@ -32,11 +32,11 @@ def test_values_ignore_and_invalid_pixels_read_back(fx):
     item = data.val.items[0]
     x, y = N.mtan.read_mtan(item)
     raw = {f: np.load(fx / item.split / f / f"{item.index}.npy") for f in ("image", "label", "depth", "normal")}
-    np.testing.assert_array_equal(x, np.moveaxis(raw["image"], -1, 0))          # HxWx3 -> 3xHxW, unchanged
+    np.testing.assert_array_equal(x, np.moveaxis(raw["image"], -1, 0))  # HxWx3 -> 3xHxW, unchanged
     np.testing.assert_array_equal(y["segmentation"], raw["label"].astype(np.int64))
     assert (y["segmentation"][:3, :4] == -1).all() and y["segmentation"].dtype == np.int64
     d = y["depth"][0]
-    assert np.isnan(d[:3]).all() and np.array_equal(d[3:], raw["depth"][3:, :, 0])   # 0 -> NaN, metres kept
+    assert np.isnan(d[:3]).all() and np.array_equal(d[3:], raw["depth"][3:, :, 0])  # 0 -> NaN, metres kept
     n = y["normal"]
     assert n.shape == (3, *HW) and np.isnan(n[:, :3]).all()
     np.testing.assert_allclose(np.linalg.norm(n[:, 3:], axis=0), 1.0, atol=1e-6)
@@ -89,8 +89,11 @@ def test_missing_file_is_named_or_kept_invalid(tmp_path):
         build(root)
     data = build(root, size=0, missing_labels="invalid")
     assert data.info["missing_label_files"] == 1
-    split = next(s for s in [*data.train_envs.values(), data.val, data.test]
-                 if any((it.split, it.index) == ("train", 0) for it in s.items))
+    split = next(
+        s
+        for s in [*data.train_envs.values(), data.val, data.test]
+        if any((it.split, it.index) == ("train", 0) for it in s.items)
+    )
     it = next(it for it in split.items if (it.split, it.index) == ("train", 0))
     _, y = mtan.read_mtan(it)
     assert np.isnan(y["depth"]).all() and not np.isnan(y["normal"][:, 3:]).any()
@@ -125,9 +128,26 @@ def test_empty_root_names_the_layout_and_where_the_data_lives(tmp_path):
 def test_cli_fixture_and_training_end_to_end(tmp_path, capsys):
     assert data_main(["fixture", "nyuv2", str(tmp_path / "fx")]) == 0
     assert "data.root=" in capsys.readouterr().out and N.available(str(tmp_path / "fx"))
-    r = subprocess.run([sys.executable, "-m", "mtcrl_lite.run.train", "--dataset", "nyuv2", "--set",
-                        f"data.root={tmp_path / 'fx'}", "--smoke", "--method", "mtcrl", "--out", str(tmp_path / "run"),
-                        "--quiet"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtcrl_lite.run.train",
+            "--dataset",
+            "nyuv2",
+            "--set",
+            f"data.root={tmp_path / 'fx'}",
+            "--smoke",
+            "--method",
+            "mtcrl",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(out["test"]) == {"segmentation", "depth", "normal"}

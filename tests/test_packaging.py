@@ -1,4 +1,5 @@
 """The install files agree with each other, and notebooks are committed without outputs."""
+
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ def pins(text):
 def test_environment_yml_names_the_same_pins_as_requirements():
     req = pins((ROOT / "requirements.txt").read_text())
     assert req["torch"] == "2.13.0"
-    assert {"jupyterlab", "seaborn"} <= set(req)          # the design card's notebook stack
+    assert {"jupyterlab", "seaborn"} <= set(req)  # the design card's notebook stack
     assert pins((ROOT / "environment.yml").read_text()) == req
 
 
@@ -31,7 +32,7 @@ def test_colab_installs_a_subset_of_the_pins():
     colab = pins((ROOT / "requirements-colab.txt").read_text())
     req = pins((ROOT / "requirements.txt").read_text())
     assert colab and all(req.get(name) == version for name, version in colab.items())
-    assert "torch" not in colab and "numpy" not in colab          # Colab keeps its own (already imported)
+    assert "torch" not in colab and "numpy" not in colab  # Colab keeps its own (already imported)
 
 
 def test_no_deps_pins_are_installed_without_their_dependencies():
@@ -46,7 +47,7 @@ def test_no_deps_pins_are_installed_without_their_dependencies():
 def test_the_citation_validator_has_its_own_fully_pinned_environment():
     cff = (ROOT / "requirements-cff.txt").read_text()
     lines = [line for line in cff.splitlines() if line.strip() and not line.startswith("#")]
-    assert len(lines) == len(pins(cff)) and pins(cff)["cffconvert"] == "2.0.0"   # every line an exact pin
+    assert len(lines) == len(pins(cff)) and pins(cff)["cffconvert"] == "2.0.0"  # every line an exact pin
     assert not set(pins(cff)) & {"torch", "jupyterlab"}
     make = (ROOT / "Makefile").read_text()
     assert "--no-deps -r requirements-cff.txt" in make and "test: data .venv-cff/.installed" in make

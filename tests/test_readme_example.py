@@ -1,4 +1,5 @@
 """The README's "Use MT-CRL in your model" block runs exactly as printed, and does what it says."""
+
 import contextlib
 import io
 import re
@@ -11,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def readme_block(heading: str) -> str:
     text = README.read_text()
-    section = text[text.index(heading):]
+    section = text[text.index(heading) :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -31,8 +32,8 @@ def test_use_mtcrl_in_your_model_block_runs_as_printed():
 
 def test_routed_model_equals_the_package_model_on_the_same_weights():
     """RoutedModel around the package's own encoder and heads computes what models.MTCRL computes."""
-    from mtcrl_lite.models.networks import MTCRL, ModelConfig
     from mtcrl_lite.core.objective import RoutedModel, Task
+    from mtcrl_lite.models.networks import MTCRL, ModelConfig
 
     tasks = [Task("a", "classification", 3), Task("b", "regression", 1)]
     torch.manual_seed(0)
@@ -48,6 +49,7 @@ def test_routed_model_equals_the_package_model_on_the_same_weights():
 def test_routed_model_names_a_width_that_does_not_split():
     import pytest
     from torch import nn
+
     from mtcrl_lite.core.objective import RoutedModel
 
     model = RoutedModel(nn.Linear(4, 6), {"a": nn.Linear(6, 2)}, n_modules=4)

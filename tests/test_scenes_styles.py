@@ -1,12 +1,21 @@
 """The scenes stand-in per benchmark (data.style): nyuv2 rooms with 13 classes, cityscapes streets with 7 classes
 and inverse depth; the confounder, shortcut_accuracy and depth_agreement in each; taskonomy unchanged."""
+
 import numpy as np
 import pytest
 
-from mtcrl_lite.run.config import LATER_FIELDS, make_config
 from mtcrl_lite.data import cityscapes, nyuv2
-from mtcrl_lite.data.scenes import (STYLES, ScenesConfig, build_scenes, depth_agreement, render_layouts,
-                                    sample_layouts, sample_style, shortcut_accuracy)
+from mtcrl_lite.data.scenes import (
+    STYLES,
+    ScenesConfig,
+    build_scenes,
+    depth_agreement,
+    render_layouts,
+    sample_layouts,
+    sample_style,
+    shortcut_accuracy,
+)
+from mtcrl_lite.run.config import LATER_FIELDS, make_config
 
 SMALL = dict(buildings_per_env=2, images_per_building=48, n_val=48, n_test=48, val_buildings=2, test_buildings=2)
 
@@ -20,8 +29,9 @@ def test_tasks_classes_and_names_match_the_real_loader(styled):
     style, data = styled
     real = {"nyuv2": nyuv2, "cityscapes": cityscapes}[style]
     assert [t.name for t in data.tasks] == list(real.TASK_NAMES)
-    assert [(t.kind, t.n_out) for t in data.tasks] == [(real.TASKS[t].kind, real.TASKS[t].n_out)
-                                                      for t in real.TASK_NAMES]
+    assert [(t.kind, t.n_out) for t in data.tasks] == [
+        (real.TASKS[t].kind, real.TASKS[t].n_out) for t in real.TASK_NAMES
+    ]
     assert tuple(data.info["class_names"]) == real.CLASS_NAMES and data.info["stand_in"]
 
 
@@ -40,11 +50,11 @@ def test_shapes_and_valid_values(styled):
         nrm = s.y["normal"]
         np.testing.assert_allclose(np.linalg.norm(nrm, axis=1), 1.0, atol=1e-5)
     else:
-        names = cityscapes.CLASS_NAMES                                   # all seven categories appear
+        names = cityscapes.CLASS_NAMES  # all seven categories appear
         sky = seg == cityscapes.CLASS_NAMES.index("sky")
-        assert np.isnan(depth[:, 0][sky]).all() and np.nanmax(depth) < 1.0        # 1 / z, z >= ~2 m
+        assert np.isnan(depth[:, 0][sky]).all() and np.nanmax(depth) < 1.0  # 1 / z, z >= ~2 m
         road = seg == 0
-        assert np.nanmin(1.0 / depth[:, 0][road]) > 1.0                           # road pixels a metre or more away
+        assert np.nanmin(1.0 / depth[:, 0][road]) > 1.0  # road pixels a metre or more away
     assert all(counts[data.info["class_names"].index(c)] > 0 for c in names), counts
 
 
@@ -63,9 +73,9 @@ def test_depth_agreement_and_shortcut_accuracy_follow_the_style(styled):
     seg, depth = s.y["segmentation"], s.y["depth"]
     agree = depth_agreement(seg, depth, style)
     objects = np.isin(seg, [data.info["class_names"].index(c) for c in data.info["object_classes"]])
-    assert ((agree >= 0) <= objects).all() and (agree == 1).sum() > (agree == 0).sum()   # the shortcut holds
+    assert ((agree >= 0) <= objects).all() and (agree == 1).sum() > (agree == 0).sum()  # the shortcut holds
     test = depth_agreement(data.test.y["segmentation"], data.test.y["depth"], style)
-    assert (test == 1).sum() < (test == 0).sum()                                        # ... but not in test
+    assert (test == 1).sum() < (test == 0).sum()  # ... but not in test
     acc = shortcut_accuracy(seg, seg, depth, style)
     assert acc["acc_agree"] == acc["acc_disagree"] == 1.0 and acc["gap"] == 0.0
 

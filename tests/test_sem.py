@@ -1,11 +1,18 @@
 """Multi-SEM: the labels, factors, mixing and environments follow the equations of data/sem.py."""
+
 import numpy as np
 import pytest
 
-from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import build_dataset
-from mtcrl_lite.data.sem import (MultiSEMConfig, build_multisem, label_agreement, mixing_matrix, sample_labels,
-                                 sample_latents)
+from mtcrl_lite.data.sem import (
+    MultiSEMConfig,
+    build_multisem,
+    label_agreement,
+    mixing_matrix,
+    sample_labels,
+    sample_latents,
+)
+from mtcrl_lite.run.config import make_config
 
 
 @pytest.mark.parametrize("m", [0.0, 0.5, 0.8, 1.0])
@@ -14,7 +21,7 @@ def test_label_agreement_matches_the_confounder_model(m):
     assert y.dtype == np.int64 and set(np.unique(y)) <= {0, 1}
     for s, t in [(0, 1), (0, 2), (1, 2)]:
         assert np.mean(y[:, s] == y[:, t]) == pytest.approx(label_agreement(m), abs=0.005)
-    assert y.mean(0) == pytest.approx([0.5] * 3, abs=0.005)      # each label is balanced for every m
+    assert y.mean(0) == pytest.approx([0.5] * 3, abs=0.005)  # each label is balanced for every m
 
 
 def test_labels_are_independent_exactly_at_half():
@@ -32,7 +39,7 @@ def test_factors_depend_only_on_their_own_label():
     y = sample_labels(200_000, 2, 0.5, rng)
     lat = sample_latents(y, 4, 3, 1.5, rng)
     assert lat.shape == (200_000, 11)
-    s1, s2 = lat[:, :4].sum(1) / 2, lat[:, 4:8].sum(1) / 2           # u . Z_t with u = 1/sqrt(4)
+    s1, s2 = lat[:, :4].sum(1) / 2, lat[:, 4:8].sum(1) / 2  # u . Z_t with u = 1/sqrt(4)
     for s, yt in ((s1, y[:, 0]), (s2, y[:, 1])):
         assert s[yt == 1].mean() == pytest.approx(1.5, abs=0.02) and s[yt == 0].mean() == pytest.approx(-1.5, abs=0.02)
         assert s[yt == 1].std() == pytest.approx(1.0, abs=0.02)
@@ -73,9 +80,16 @@ def test_orthogonal_mixing_rotates_the_same_latents():
     assert mixing_matrix("orthogonal", 5, 3) == pytest.approx(mixing_matrix("orthogonal", 5, 3))
 
 
-@pytest.mark.parametrize("bad, match", [({"n_tasks": 1}, "n_tasks"), ({"mixing": "random"}, "mixing"),
-                                        ({"train_mc": (0.9, 0.9)}, "distinct"), ({"val_mc": -0.1}, "m_C"),
-                                        ({"d_causal": 0}, "d_causal")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"n_tasks": 1}, "n_tasks"),
+        ({"mixing": "random"}, "mixing"),
+        ({"train_mc": (0.9, 0.9)}, "distinct"),
+        ({"val_mc": -0.1}, "m_C"),
+        ({"d_causal": 0}, "d_causal"),
+    ],
+)
 def test_bad_configs_raise_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         build_multisem(MultiSEMConfig(**bad))

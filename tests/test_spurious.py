@@ -1,15 +1,16 @@
 """rho_spur, saliency and the counterfactual measure on models whose answer is known (`spurious`), the
 datasets' spurious masks (`spurious_data`) and the run analyses and tables of notebook 02 (`spurious_experiments`)."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from mtcrl_lite.analysis import reliance as S
+from mtcrl_lite.data.sem import label_agreement
 from mtcrl_lite.experiments import reliance_data as D
 from mtcrl_lite.experiments import reliance_study as E
 from mtcrl_lite.run.config import make_config
-from mtcrl_lite.data.sem import label_agreement
 from mtcrl_lite.run.train import load_data
 
 
@@ -24,9 +25,9 @@ class Linear(torch.nn.Module):
 
 
 def test_linear_model_gives_rho_from_its_weights():
-    w = [[1.0, -2.0, 3.0, 0.5], [0.0, 4.0, -1.0, 1.0]]          # class 0 row, class 1 row
+    w = [[1.0, -2.0, 3.0, 0.5], [0.0, 4.0, -1.0, 1.0]]  # class 0 row, class 1 row
     x = torch.randn(7, 4)
-    y = torch.tensor([0, 1, 1, 0, 1, 1, 1])                      # 2 of class 0, 5 of class 1
+    y = torch.tensor([0, 1, 1, 0, 1, 1, 1])  # 2 of class 0, 5 of class 1
     mask = np.array([False, False, True, True])
     n0, n1 = 2, 5
     abs_w = np.abs(np.array(w))
@@ -41,12 +42,15 @@ def test_linear_model_gives_rho_from_its_weights():
 
 def test_model_that_ignores_the_spurious_half_has_rho_zero_and_never_flips():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)
+    )
     mask = np.zeros((2, 6, 6), bool)
-    mask[..., :3] = True                                          # the "left half" is spurious
+    mask[..., :3] = True  # the "left half" is spurious
 
     def model(x):
         return {"right": net(x * torch.from_numpy(~mask))}
+
     x, y = torch.rand(50, 2, 6, 6), torch.randint(0, 10, (50,))
     assert S.rho_spur(model, x, y, "right", mask) == 0.0
     assert S.rho_spur(model, x, y, "right", ~mask) == pytest.approx(1.0, abs=1e-12)
@@ -61,7 +65,7 @@ def test_model_that_reads_only_the_spurious_part_flips_as_its_donors_say():
     y = torch.randint(0, 2, (200,))
     cf = S.counterfactual(model, x, y, "a", mask, seed=5)
     donor = S.derangement(200, np.random.default_rng(5))
-    pred = lambda v: model(v)["a"].argmax(1)                     # noqa: E731
+    pred = lambda v: model(v)["a"].argmax(1)
     assert cf["flip_rate"] == pytest.approx(float((pred(x) != pred(x[donor])).float().mean()))
     assert cf["flip_rate"] > 0.3
     assert S.rho_spur(model, x, y, "a", mask) == pytest.approx(1.0, abs=1e-12)
@@ -108,10 +112,11 @@ def test_rho_is_computed_on_factors_under_orthogonal_mixing():
     data = load_data(cfg)
     m = torch.tensor(data.info["mixing_matrix"], dtype=torch.float32)
     w_lat = torch.zeros(2, 20)
-    w_lat[1, :5], w_lat[1, 5:10] = 1.0, 0.25                       # reads its own factor and, less, the other's
+    w_lat[1, :5], w_lat[1, 5:10] = 1.0, 0.25  # reads its own factor and, less, the other's
 
-    def model(x):                                                   # a model of the mixed inputs
+    def model(x):  # a model of the mixed inputs
         return {"t1": (x @ m) @ w_lat.T}
+
     x, ys = D.inputs_of(data, data.val)
     assert x == pytest.approx(torch.from_numpy(data.val.x) @ m)
     rho = S.rho_spur(D.model_in_mask_coords(model, data), x, ys["t1"], "t1", D.spurious_mask(data, "t1"))
@@ -127,12 +132,13 @@ def test_iid_strength_matches_the_training_agreement():
 
 def test_analyze_run_and_table1_end_to_end(tmp_path):
     from mtcrl_lite.grid.sweep import run_grid
+
     dirs = run_grid("multisem", ["stl", "mtl"], [0, 1], tmp_path, "smoke", progress=False)
     df = E.analyze_runs(dirs, n_max=200)
-    assert len(df) == 2 * 2 * 2 * 2                                # methods x seeds x tasks x sets
+    assert len(df) == 2 * 2 * 2 * 2  # methods x seeds x tasks x sets
     assert df.rho_spur.between(0, 1).all() and df.flip_rate.between(0, 1).all()
     assert set(df.set) == {"shifted", "iid"}
-    again = E.analyze_runs(dirs, n_max=200)                         # cached, identical
+    again = E.analyze_runs(dirs, n_max=200)  # cached, identical
     pd.testing.assert_frame_equal(df, again)
     t1 = E.table1(df)
     assert ("multisem", "stl") in t1.columns and "(paper 0.128)" in t1.loc["rho_spur", ("multisem", "stl")]

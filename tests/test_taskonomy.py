@@ -1,4 +1,5 @@
 """Taskonomy loader: split lists, the fixture in the release's layout, per-task normalisation and invalid masks."""
+
 import re
 import shutil
 import warnings
@@ -13,16 +14,16 @@ from mtcrl_lite.data import DataMissingError
 from mtcrl_lite.data import taskonomy as T
 from mtcrl_lite.data.__main__ import main as data_main
 
-SIZE = 32          # the fixture's native side
+SIZE = 32  # the fixture's native side
 VIEWS = 3
-TRAIN = ["hallettsville", "kingfisher", "seeley", "martinville"]   # first lines of the taskgrouping lists
+TRAIN = ["hallettsville", "kingfisher", "seeley", "martinville"]  # first lines of the taskgrouping lists
 VAL = ["wainscott", "hobson"]
 TEST = ["maida", "tolstoy"]
 
 
 def build(root, **kw):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)          # the fixture holds 8 of the 532 listed buildings
+        warnings.simplefilter("ignore", UserWarning)  # the fixture holds 8 of the 532 listed buildings
         return T.build_taskonomy(T.TaskonomyConfig(root=str(root), **kw))
 
 
@@ -43,19 +44,24 @@ def fx(tmp_path_factory):
 
 
 def test_split_lists_are_disjoint_by_building_with_documented_sizes():
-    sizes = {"taskgrouping": (480, 26, 26), "tiny": (25, 5, 5), "medium": (99, 20, 19), "full": (346, 67, 69),
-             "fullplus": (383, 75, 79)}
+    sizes = {
+        "taskgrouping": (480, 26, 26),
+        "tiny": (25, 5, 5),
+        "medium": (99, 20, 19),
+        "full": (346, 67, 69),
+        "fullplus": (383, 75, 79),
+    }
     lists = {s: T.split_lists(s) for s in T.SPLITS}
     for s, (a, b, c) in sizes.items():
         assert tuple(len(lists[s][p]) for p in T.PARTS) == (a, b, c), s
         for p in T.PARTS:
             assert len(set(lists[s][p])) == len(lists[s][p])
-    for small, big in [("tiny", "medium"), ("medium", "full"), ("full", "fullplus")]:   # official splits nest
+    for small, big in [("tiny", "medium"), ("medium", "full"), ("full", "fullplus")]:  # official splits nest
         for p in T.PARTS:
             assert set(lists[small][p]) <= set(lists[big][p])
     tg = lists["taskgrouping"]
     assert tg["train"][:3] == TRAIN[:3] and tg["val"][:2] == VAL and tg["test"][:2] == TEST
-    assert "gough" not in tg["train"] and "wiconisco" not in tg["train"]            # commented out upstream
+    assert "gough" not in tg["train"] and "wiconisco" not in tg["train"]  # commented out upstream
     with pytest.raises(ValueError, match="unknown Taskonomy split"):
         T.split_lists("nope")
 
@@ -87,16 +93,24 @@ def test_fixture_splits_by_building_into_round_robin_environments(fx):
 def test_tasks_shapes_and_dtypes(fx):
     data = build(fx, size=16)
     assert [(t.name, t.kind, t.n_out, t.primary) for t in data.tasks] == [
-        ("segment_semantic", "segmentation", 17, "miou"), ("depth_zbuffer", "depth", 1, "abs_err"),
-        ("normal", "normal", 3, "mean_angle"), ("keypoints2d", "pixel", 1, "l1"), ("edge_texture", "pixel", 1, "l1")]
+        ("segment_semantic", "segmentation", 17, "miou"),
+        ("depth_zbuffer", "depth", 1, "abs_err"),
+        ("normal", "normal", 3, "mean_angle"),
+        ("keypoints2d", "pixel", 1, "l1"),
+        ("edge_texture", "pixel", 1, "l1"),
+    ]
     x, y = data.val.read(data.val.items[0])
     assert x.shape == (3, 16, 16) and x.dtype == np.uint8
-    want = {"segment_semantic": ((16, 16), np.int64), "depth_zbuffer": ((1, 16, 16), np.float32),
-            "normal": ((3, 16, 16), np.float32), "keypoints2d": ((1, 16, 16), np.float32),
-            "edge_texture": ((1, 16, 16), np.float32)}
+    want = {
+        "segment_semantic": ((16, 16), np.int64),
+        "depth_zbuffer": ((1, 16, 16), np.float32),
+        "normal": ((3, 16, 16), np.float32),
+        "keypoints2d": ((1, 16, 16), np.float32),
+        "edge_texture": ((1, 16, 16), np.float32),
+    }
     assert {t: (v.shape, v.dtype) for t, v in y.items()} == want
     assert data.input_shape == (3, 16, 16)
-    xb, yb = data.val[[0, 1]]                      # through Split: x scaled to [0, 1]
+    xb, yb = data.val[[0, 1]]  # through Split: x scaled to [0, 1]
     assert xb.dtype == torch.float32 and float(xb.max()) <= 1.0 and yb["segment_semantic"].dtype == torch.int64
 
 
@@ -114,7 +128,7 @@ def test_depth_is_metres_with_the_invalid_mask(fx):
     d = sample(data, "env1", b, v)[1]["depth_zbuffer"][0]
     r = raw(fx, "depth_zbuffer", b, v)
     invalid = r >= T.DEPTH_INVALID_FROM
-    assert invalid[: SIZE // 4].all() and not invalid[SIZE // 4:].any()          # the no-hit region is 65535
+    assert invalid[: SIZE // 4].all() and not invalid[SIZE // 4 :].any()  # the no-hit region is 65535
     assert np.isnan(d[invalid]).all() and not np.isnan(d[~invalid]).any()
     assert np.array_equal(d[~invalid], (r[~invalid] / 512).astype(np.float32))
     (i, j), value = T.FIXTURE_DEPTH_PIXEL
@@ -131,16 +145,16 @@ def test_normals_are_unit_vectors_nan_where_invalid(fx):
     n = sample(data, "val", "hobson", "point_0_view_1")[1]["normal"]
     r = raw(fx, "normal", "hobson", "point_0_view_1")
     bad = np.isnan(n)
-    assert (bad.all(0) == bad.any(0)).all()                   # a pixel is invalid in all three channels
-    assert bad[0, : SIZE // 4].all() and not bad[0, SIZE // 4:].any()
-    length = np.sqrt((n[:, SIZE // 4:] ** 2).sum(0))
+    assert (bad.all(0) == bad.any(0)).all()  # a pixel is invalid in all three channels
+    assert bad[0, : SIZE // 4].all() and not bad[0, SIZE // 4 :].any()
+    length = np.sqrt((n[:, SIZE // 4 :] ** 2).sum(0))
     assert np.allclose(length, 1.0, atol=1e-6)
-    v = r[SIZE // 4:].astype(np.float64) / 127.5 - 1           # the stored 8-bit vector, renormalised
-    assert np.allclose(n[:, SIZE // 4:].transpose(1, 2, 0), v / np.linalg.norm(v, axis=-1, keepdims=True), atol=1e-6)
+    v = r[SIZE // 4 :].astype(np.float64) / 127.5 - 1  # the stored 8-bit vector, renormalised
+    assert np.allclose(n[:, SIZE // 4 :].transpose(1, 2, 0), v / np.linalg.norm(v, axis=-1, keepdims=True), atol=1e-6)
     # grey pixels (no normal) are invalid even without a depth mask; normal_mask_from_depth=False keeps the rest
     assert np.isnan(T.decode_normal(np.full((1, 2, 3), 128, np.uint8))).all()
     n2 = sample(build(fx, size=0, normal_mask_from_depth=False), "val", "hobson", "point_0_view_1")[1]["normal"]
-    assert np.isnan(n2).all(0)[: SIZE // 4].all()             # the fixture writes grey where depth is invalid
+    assert np.isnan(n2).all(0)[: SIZE // 4].all()  # the fixture writes grey where depth is invalid
 
 
 def test_segment_labels_shift_by_one_with_ignore(fx):
@@ -175,7 +189,7 @@ def test_resizing_is_nearest_for_labels_and_bilinear_for_rgb(fx, size):
     pick = np.ix_(idx, idx)
     assert np.array_equal(y["segment_semantic"], raw(fx, "segment_semantic", b, v, "segmentsemantic")[pick] - 1)
     d, r = y["depth_zbuffer"][0], raw(fx, "depth_zbuffer", b, v)[pick]
-    assert np.array_equal(np.isnan(d), r >= T.DEPTH_INVALID_FROM)               # never averaged across the mask
+    assert np.array_equal(np.isnan(d), r >= T.DEPTH_INVALID_FROM)  # never averaged across the mask
     assert np.array_equal(d[r < T.DEPTH_INVALID_FROM], (r[r < T.DEPTH_INVALID_FROM] / 512).astype(np.float32))
     assert np.array_equal(np.isnan(y["normal"][0]), r >= T.DEPTH_INVALID_FROM)
     img = Image.open(fx / "rgb" / b / f"{v}_domain_rgb.png").resize((size, size), Image.BILINEAR)
@@ -206,10 +220,19 @@ def test_empty_root_names_layout_root_and_missing_buildings(tmp_path):
     with pytest.raises(DataMissingError) as e:
         T.build_taskonomy(T.TaskonomyConfig(root=str(tmp_path / "none")))
     msg = str(e.value)
-    for part in (str(tmp_path / "none"), "rgb/<building>/point_<p>_view_<v>_domain_rgb.png",
-                 "depth_zbuffer/<building>/", "segment_semantic/<building>/", "taskgrouping_{train,val,test}.txt",
-                 "train 480/480 (hallettsville", "test 26/26", "cannot be downloaded", "omnidata",
-                 "tstandley/taskgrouping", "fixture taskonomy"):
+    for part in (
+        str(tmp_path / "none"),
+        "rgb/<building>/point_<p>_view_<v>_domain_rgb.png",
+        "depth_zbuffer/<building>/",
+        "segment_semantic/<building>/",
+        "taskgrouping_{train,val,test}.txt",
+        "train 480/480 (hallettsville",
+        "test 26/26",
+        "cannot be downloaded",
+        "omnidata",
+        "tstandley/taskgrouping",
+        "fixture taskonomy",
+    ):
         assert part in msg, part
 
 
@@ -219,7 +242,7 @@ def test_missing_buildings_warn_and_are_recorded(fx):
     assert len(data.info["missing_buildings"]["train"]) == 476
     with pytest.raises(ValueError, match="fewer than data.n_envs=5"):
         build(fx, n_envs=5)
-    assert list(build(fx, n_envs=0).train_envs) == sorted(TRAIN)      # one environment per building
+    assert list(build(fx, n_envs=0).train_envs) == sorted(TRAIN)  # one environment per building
 
 
 def test_max_per_building_takes_the_first_views(fx):
@@ -256,15 +279,19 @@ def test_cli_fixture_subcommand(tmp_path, capsys):
     assert "96 PNG files" in out and "data.root=" in out and "hallettsville" in out
     data = build(tmp_path / "fx", size=0)
     assert len(data.test) == 4 and data.input_shape == (3, 16, 16)
-    with pytest.raises(SystemExit):                   # fetch still parses (and refuses unknown names)
+    with pytest.raises(SystemExit):  # fetch still parses (and refuses unknown names)
         data_main(["fetch", "taskonomy"])
 
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_dataloader_yields_documented_batches(fx, workers):
     split = build(fx, size=16).val
-    loader = DataLoader(split, sampler=BatchSampler(SequentialSampler(range(len(split))), 4, False),
-                        batch_size=None, num_workers=workers)
+    loader = DataLoader(
+        split,
+        sampler=BatchSampler(SequentialSampler(range(len(split))), 4, False),
+        batch_size=None,
+        num_workers=workers,
+    )
     batches = list(loader)
     assert [len(x) for x, _ in batches] == [4, 2]
     x, y = batches[0]

@@ -1,4 +1,5 @@
 """Proposition 1 pieces: the closed-form Bayes log-odds, its weight on the other task's factor, logistic fits."""
+
 import itertools
 import math
 
@@ -11,7 +12,7 @@ from mtcrl_lite.analysis import theory as T
 def brute_force_logodds(s, m, mu, task=0):
     """P(Y_task | s) by enumerating the joint over (C, Y_1..Y_T) with Gaussian densities of the projections."""
     n_tasks = len(s)
-    dens = lambda v, y: math.exp(-0.5 * (v - (2 * y - 1) * mu) ** 2)  # noqa: E731
+    dens = lambda v, y: math.exp(-0.5 * (v - (2 * y - 1) * mu) ** 2)
     post = [0.0, 0.0]
     for c in (0, 1):
         for ys in itertools.product((0, 1), repeat=n_tasks):
@@ -36,7 +37,7 @@ def test_weight_on_other_factor_is_zero_exactly_at_half():
     for m in (0.6, 0.9, 0.3):
         assert T.bayes_slope_other(m, 1.5) > 0
         assert np.ptp(T.bayes_logodds(s, m, 1.5) - 3.0 * s[:, 0]) > 1e-3
-    assert T.bayes_slope_other(0.3, 1.5) == pytest.approx(T.bayes_slope_other(0.7, 1.5))   # m <-> 1 - m
+    assert T.bayes_slope_other(0.3, 1.5) == pytest.approx(T.bayes_slope_other(0.7, 1.5))  # m <-> 1 - m
 
 
 @pytest.mark.parametrize("m", [0.6, 0.9])
@@ -67,7 +68,7 @@ def test_fit_logistic_recovers_a_logistic_model_and_honours_weights():
 def test_population_logistic_zero_at_half_and_matches_a_large_sample_fit():
     w, b = T.population_logistic(0.5, 1.5)
     assert w[1] == pytest.approx(0.0, abs=1e-10) and b == pytest.approx(0, abs=1e-9)
-    assert w[0] == pytest.approx(3.0, abs=1e-4)        # LDA: exactly 2 mu; the rest is quadrature error
+    assert w[0] == pytest.approx(3.0, abs=1e-4)  # LDA: exactly 2 mu; the rest is quadrature error
     w9, _ = T.population_logistic(0.9, 1.5)
     assert 0 < w9[1] < T.bayes_slope_other(0.9, 1.5)
     fit = T.fitted_weight_other(200_000, 0.9, 1.5, d_causal=2, d_noise=0, seed=0)
@@ -78,7 +79,7 @@ def test_finite_sample_weights_shrink_and_loglog_slope():
     assert T.loglog_slope([10, 100, 1000], [3.0, 0.3, 0.03]) == pytest.approx(-1.0)
     df = T.finite_sample_weights([500, 50_000], range(6), m=0.5, d_causal=2, d_noise=0)
     assert len(df) == 12 and set(df.n) == {500, 50_000}
-    rms = df.groupby("n").w_other_u.apply(lambda v: np.sqrt(np.mean(v ** 2)))
+    rms = df.groupby("n").w_other_u.apply(lambda v: np.sqrt(np.mean(v**2)))
     assert rms[50_000] < rms[500] / 3
     with pytest.raises(ValueError):
         T.loglog_slope([1, 2], [0.0, 1.0])

@@ -1,16 +1,18 @@
 """The runner and every method, end to end on the download-free debug dataset."""
+
 import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
-from helpers import interrupted_at
 import torch
+from helpers import interrupted_at
 
+from mtcrl_lite.baselines.methods import METHODS, default_hparams
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import make_config
-from mtcrl_lite.baselines.methods import METHODS, default_hparams
 from mtcrl_lite.run.rundir import collect, read_jsonl
 
 SMALL = {"train.batch_size": 32, "train.epochs": 3, "hp.anneal_steps": 1, "model.channels": (4,), "model.width": 8}
@@ -44,7 +46,7 @@ def test_every_method_takes_finite_steps_and_moves_parameters(method):
     if method == "irm":
         assert logs["irm/left"] > 0 and logs["irm/right"] > 0
     if method == "gradvac":
-        assert m.target.abs().sum() > 0          # EMA targets were updated
+        assert m.target.abs().sum() > 0  # EMA targets were updated
     moved = [not torch.equal(a, b) for a, b in zip(before, m.model.parameters())]
     assert all(moved)
 
@@ -58,7 +60,7 @@ def test_surgery_step_equals_plain_step_when_tasks_do_not_conflict():
     stepped = []
     for name in ("pcgrad", "mtl"):
         m = T.build_method(cfg_for(name), data, torch.device("cpu"))
-        m.tasks = m.tasks[:1]                               # a single task: nothing to project
+        m.tasks = m.tasks[:1]  # a single task: nothing to project
         m.update(batches, 0)
         stepped.append([p.detach() for p in m.model.encoder.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*stepped))
@@ -76,9 +78,13 @@ def test_graph_learning_rate_multiplies_only_the_routing_logits():
         theta0 = m.model.theta.detach().clone()
         head0 = [p.detach().clone() for n, p in m.model.named_parameters() if n != "theta"]
         m.update(batches, 0)
-        moves[mult] = ((m.model.theta.detach() - theta0).abs().max().item(),
-                       max((p.detach() - q).abs().max().item()
-                           for p, q in zip([p for n, p in m.model.named_parameters() if n != "theta"], head0)))
+        moves[mult] = (
+            (m.model.theta.detach() - theta0).abs().max().item(),
+            max(
+                (p.detach() - q).abs().max().item()
+                for p, q in zip([p for n, p in m.model.named_parameters() if n != "theta"], head0)
+            ),
+        )
     assert moves[1.0][0] == pytest.approx(1e-3, rel=0.05)
     assert moves[10.0][0] == pytest.approx(1e-2, rel=0.05)
     assert moves[10.0][1] == pytest.approx(moves[1.0][1], rel=1e-6) and moves[1.0][1] <= 1.05e-3
@@ -97,12 +103,12 @@ def test_girm_gradients_in_one_call_equal_per_environment_calls():
     env = torch.tensor([0] * 8 + [1] * 8)
     logits = model.routed_logits(model.modules_of(torch.cat(xs)), copies[env])["right"]
     ce = torch.nn.functional.cross_entropy(logits, torch.cat(ys), reduction="none")
-    joint, = torch.autograd.grad(ce[:8].mean() + ce[8:].mean(), copies)
+    (joint,) = torch.autograd.grad(ce[:8].mean() + ce[8:].mean(), copies)
     for e in range(2):
         a = model.graph
         r = torch.nn.functional.cross_entropy(model.routed_logits(model.modules_of(xs[e]), a)["right"], ys[e])
-        alone, = torch.autograd.grad(r, model.theta)
-        dsig = a * (1 - a)                               # dA/dΘ
+        (alone,) = torch.autograd.grad(r, model.theta)
+        dsig = a * (1 - a)  # dA/dΘ
         assert torch.allclose(joint[e, 1] * dsig[1], alone[1], atol=1e-6)
 
 
@@ -137,16 +143,18 @@ def kill_at_step(kill_step: int, cfg, out):
         T.run(cfg, out, progress=False)
 
 
-@pytest.mark.parametrize("method", ["mtcrl-norm", "pcgrad", "gradvac", "upgrad"])   # + seeded orders, EMA buffers
+@pytest.mark.parametrize("method", ["mtcrl-norm", "pcgrad", "gradvac", "upgrad"])  # + seeded orders, EMA buffers
 def test_killed_run_resumes_to_identical_results(tmp_path, method):
     full = T.run(cfg_for(method), tmp_path / "full", progress=False)
-    kill_at_step(9, cfg_for(method), tmp_path / "killed")   # inside epoch 2 of 3 (4 steps each)
+    kill_at_step(9, cfg_for(method), tmp_path / "killed")  # inside epoch 2 of 3 (4 steps each)
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert [r["epoch"] for r in read_jsonl(tmp_path / "killed" / "results.jsonl")] == [0, 1]
     logs = []
     T.run(cfg_for(method), tmp_path / "killed", progress=False, log=logs.append)
     assert logs == [f"resuming {tmp_path / 'killed'} at epoch 2"]
-    assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
+    assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(
+        read_jsonl(tmp_path / "killed" / "results.jsonl")
+    )
 
 
 def test_finished_run_is_reused_and_other_config_is_refused(tmp_path):
@@ -173,7 +181,13 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "mtcrl_lite.run.train", *args], capture_output=True, text=True)
 
 
-def test_cli_errors_are_clear(tmp_path):
+def test_cli_errors_are_clear(tmp_path, capsys):
+    """The CLI's error paths, in-process (the subprocess path is covered by the next test)."""
+
+    def cli(*args):
+        rc = T.main(list(args))
+        return SimpleNamespace(returncode=rc, stderr=capsys.readouterr().err)
+
     r = cli("--dataset", "debug", "--method", "nope", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unknown method 'nope'; valid: [" in r.stderr and "'mtcrl-norm'" in r.stderr
     r = cli("--dataset", "debug", "--method", "mtl", "--out", str(tmp_path / "x"), "--set", "train.epoch=2")
@@ -205,7 +219,8 @@ def test_load_trained_returns_the_validation_selected_weights(tmp_path):
 
 def test_cosine_schedule_factors_and_optimizer_rates():
     from mtcrl_lite.run.schedule import lr_factor, set_lr
-    assert [lr_factor("cosine", s, 4) for s in range(4)] == pytest.approx([1.0, 0.5 + 0.5 ** 1.5, 0.5, 0.5 - 0.5 ** 1.5])
+
+    assert [lr_factor("cosine", s, 4) for s in range(4)] == pytest.approx([1.0, 0.5 + 0.5**1.5, 0.5, 0.5 - 0.5**1.5])
     assert lr_factor("constant", 7, 4) == 1.0
     with pytest.raises(ValueError, match="train.schedule"):
         lr_factor("linear", 0, 4)
@@ -214,7 +229,7 @@ def test_cosine_schedule_factors_and_optimizer_rates():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.Adam([{"params": [p]}, {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.02}], lr=0.01)
     set_lr(opt, 0.5)
-    set_lr(opt, 0.25)                      # from the base rates, not compounded
+    set_lr(opt, 0.25)  # from the base rates, not compounded
     assert [g["lr"] for g in opt.param_groups] == [0.0025, 0.005]
 
 
@@ -225,17 +240,20 @@ def test_cosine_run_resumes_identically_and_changes_the_numbers(tmp_path):
     assert strip_times(read_jsonl(full / "results.jsonl")) != strip_times(read_jsonl(const / "results.jsonl"))
     kill_at_step(6, cfg_for("mtcrl-norm", **cos), tmp_path / "killed")
     T.run(cfg_for("mtcrl-norm", **cos), tmp_path / "killed", progress=False)
-    assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(read_jsonl(tmp_path / "killed" / "results.jsonl"))
+    assert strip_times(read_jsonl(full / "results.jsonl")) == strip_times(
+        read_jsonl(tmp_path / "killed" / "results.jsonl")
+    )
     with pytest.raises(ValueError, match="train.schedule"):
         cfg_for("mtl", **{"train.schedule": "linear"})
 
 
 def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
     from mtcrl_lite.grid.sweep import run_configs
+
     cfgs = [cfg_for(m, **{"train.threads": 1}) for m in ("mtl", "mtcrl")]
     serial = run_configs(cfgs, [tmp_path / "s" / c.method for c in cfgs], progress=False)
     parallel = run_configs(cfgs, [tmp_path / "p" / c.method for c in cfgs], progress=False, jobs=2)
-    assert [p.name for p in parallel] == ["mtl", "mtcrl"]          # in the order of the configs
+    assert [p.name for p in parallel] == ["mtl", "mtcrl"]  # in the order of the configs
     for a, b in zip(serial, parallel):
         assert strip_times(read_jsonl(a / "results.jsonl")) == strip_times(read_jsonl(b / "results.jsonl"))
     with pytest.raises(ValueError, match="jobs"):
@@ -244,20 +262,27 @@ def test_parallel_runs_give_the_same_numbers_as_serial(tmp_path):
 
 def test_finished_runs_are_not_launched_again(tmp_path, monkeypatch):
     from mtcrl_lite.grid import sweep
+
     cfgs = [cfg_for(m, **{"train.threads": 1, "train.epochs": 1}) for m in ("mtl", "stl")]
     dirs = [tmp_path / c.method for c in cfgs]
-    sweep.run_configs(cfgs[:1], dirs[:1], progress=False)                  # mtl finished, stl not
+    sweep.run_configs(cfgs[:1], dirs[:1], progress=False)  # mtl finished, stl not
     launched = []
     monkeypatch.setattr(sweep, "launch", lambda fn, work, *a, **k: launched.extend(work) or [w[1] for w in work])
     assert sweep.run_configs(cfgs, dirs, progress=False, jobs=2) == dirs
     assert [w[0].method for w in launched] == ["stl"]
 
 
-@pytest.mark.parametrize("variant", [{"model.head_read": "sum"}, {"model.gate": "hard"},
-                                     {"model.module_form": "experts"}, {"model.module_form": "experts",
-                                                                        "model.module_norm": "batch"},
-                                     {"model.module_form": "channels", "model.module_norm": "batch"},
-                                     {"hp.dec_kind": "kernel"}])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"model.head_read": "sum"},
+        {"model.gate": "hard"},
+        {"model.module_form": "experts"},
+        {"model.module_form": "experts", "model.module_norm": "batch"},
+        {"model.module_form": "channels", "model.module_norm": "batch"},
+        {"hp.dec_kind": "kernel"},
+    ],
+)
 @pytest.mark.parametrize("method", ["mtcrl", "mtcrl-norm"])
 def test_design_variants_train_with_girm_active(tmp_path, method, variant):
     cfg = cfg_for(method, **{"hp.anneal_steps": 0, "train.epochs": 1, **variant})
@@ -270,6 +295,7 @@ def test_design_variants_train_with_girm_active(tmp_path, method, variant):
 
 def test_parallel_runs_that_oversubscribe_the_cores_warn(tmp_path, monkeypatch):
     from mtcrl_lite.grid import sweep
+
     monkeypatch.setattr(sweep.os, "cpu_count", lambda: 2)
     cfgs = [cfg_for("mtl", seed=s, **{"train.threads": 2, "train.epochs": 1}) for s in (0, 1)]
     with pytest.warns(RuntimeWarning, match="oversubscribe"):

@@ -13,6 +13,7 @@
 * Does A select? `graph_selection` summarises the final A of runs: its range and the share of entries that are
   switched off (< 0.1) or on (> 0.9); with Adam at lr 1e-3 A hardly leaves its start (see hp.lr_graph).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,7 @@ def word_activation(model, reference: torch.Tensor, bow_columns: tuple[int, int]
     lo, hi = bow_columns
     base = reference.clone()
     base[:, lo:hi] = 0
-    empty = blocks(model, base, k).norm(dim=2).mean(0)                   # (K,)
+    empty = blocks(model, base, k).norm(dim=2).mean(0)  # (K,)
     out = np.zeros((hi - lo, k))
     for v in range(hi - lo):
         x = base.clone()
@@ -59,7 +60,7 @@ def task_usage(model, task_names: list[str], k: int) -> np.ndarray:
         return graph.detach().cpu().numpy()
     rows = []
     for name in task_names:
-        w = model.heads[name].weight.detach().cpu()                         # (n_out, W)
+        w = model.heads[name].weight.detach().cpu()  # (n_out, W)
         norms = w.view(w.shape[0], k, -1).pow(2).sum((0, 2)).sqrt().numpy()
         rows.append(norms / max(norms.max(), 1e-12))
     return np.stack(rows)
@@ -67,8 +68,10 @@ def task_usage(model, task_names: list[str], k: int) -> np.ndarray:
 
 def users_of_module(usage: np.ndarray, task_names: list[str], n: int = 2) -> list[str]:
     """Per module, its n heaviest users as 'task (weight)', heaviest first."""
-    return [", ".join(f"{task_names[i]} ({usage[i, j]:.2f})" for i in np.argsort(-usage[:, j], kind="stable")[:n])
-            for j in range(usage.shape[1])]
+    return [
+        ", ".join(f"{task_names[i]} ({usage[i, j]:.2f})" for i in np.argsort(-usage[:, j], kind="stable")[:n])
+        for j in range(usage.shape[1])
+    ]
 
 
 def module_word_table(model, data, k: int, n_words: int = 5, n_reference: int = 64, seed: int = 0) -> pd.DataFrame:
@@ -79,9 +82,13 @@ def module_word_table(model, data, k: int, n_words: int = 5, n_reference: int = 
     reference = torch.from_numpy(train.x[np.sort(rows)]).float()
     scores = word_activation(model, reference, tuple(data.info["bow_columns"]), k)
     names = [t.name for t in data.tasks]
-    return pd.DataFrame({"words": [", ".join(w) for w in top_words(scores, data.info["vocab"], n_words)],
-                         "tasks using it": users_of_module(task_usage(model, names, k), names)},
-                        index=pd.Index([f"Z{j}" for j in range(k)], name="module"))
+    return pd.DataFrame(
+        {
+            "words": [", ".join(w) for w in top_words(scores, data.info["vocab"], n_words)],
+            "tasks using it": users_of_module(task_usage(model, names, k), names),
+        },
+        index=pd.Index([f"Z{j}" for j in range(k)], name="module"),
+    )
 
 
 def graph_similarity(a: np.ndarray) -> np.ndarray:
@@ -122,7 +129,16 @@ def graph_selection(run_dirs, off: float = 0.1, on: float = 0.9) -> pd.DataFrame
     rows = []
     for cfg, a in final_graphs(run_dirs):
         a = np.asarray(a, dtype=float)
-        rows.append({"method": cfg["method"], "seed": cfg["seed"], "lr_graph": cfg["hp"].get("lr_graph", 1.0),
-                     "A_min": a.min(), "A_mean": a.mean(), "A_max": a.max(),
-                     f"share < {off}": float((a < off).mean()), f"share > {on}": float((a > on).mean())})
+        rows.append(
+            {
+                "method": cfg["method"],
+                "seed": cfg["seed"],
+                "lr_graph": cfg["hp"].get("lr_graph", 1.0),
+                "A_min": a.min(),
+                "A_mean": a.mean(),
+                "A_max": a.max(),
+                f"share < {off}": float((a < off).mean()),
+                f"share > {on}": float((a > on).mean()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -1,5 +1,6 @@
 """The figures the notebooks show. Each function takes plain data and returns a matplotlib Figure; heatmaps and
 spread over seeds are drawn with seaborn."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -33,8 +34,9 @@ def learning_curves(df: pd.DataFrame, metric: str = "acc"):
     tasks, splits = sorted(d.task.unique()), [s for s in ("train", "val", "test") if s in set(d.split)]
     methods = list(dict.fromkeys(d.method))
     curve = d.groupby(["task", "split", "method", "epoch"]).value.mean()
-    fig, axes = plt.subplots(len(tasks), len(splits), figsize=(3.6 * len(splits) + 1.6, 2.6 * len(tasks)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(tasks), len(splits), figsize=(3.6 * len(splits) + 1.6, 2.6 * len(tasks)), squeeze=False, sharex=True
+    )
     for r, task in enumerate(tasks):
         for c, split in enumerate(splits):
             ax = axes[r, c]
@@ -59,17 +61,32 @@ def routing_graphs(run_dirs, task_names):
     if not runs:
         return None
     n_cols = max(len(v) for v in runs.values())
-    k = max(a.shape[1] for v in runs.values() for a in v.values())          # columns wide enough for K numbers
-    fig, axes = plt.subplots(len(runs), n_cols, figsize=((0.32 * k + 0.9) * n_cols + 1,
-                                                         len(runs) * (0.4 * len(task_names) + 1.0)), squeeze=False)
+    k = max(a.shape[1] for v in runs.values() for a in v.values())  # columns wide enough for K numbers
+    fig, axes = plt.subplots(
+        len(runs),
+        n_cols,
+        figsize=((0.32 * k + 0.9) * n_cols + 1, len(runs) * (0.4 * len(task_names) + 1.0)),
+        squeeze=False,
+    )
     for ax in axes.flat:
         ax.axis("off")
     for row, (method, by_seed) in zip(axes, runs.items()):
         for ax, (seed, a) in zip(row, sorted(by_seed.items())):
             ax.axis("on")
-            sns.heatmap(a, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"fontsize": 6},
-                        cbar=False, square=True, ax=ax, yticklabels=task_names,
-                        xticklabels=[f"Z{k}" for k in range(a.shape[1])])
+            sns.heatmap(
+                a,
+                vmin=0,
+                vmax=1,
+                cmap="viridis",
+                annot=True,
+                fmt=".2f",
+                annot_kws={"fontsize": 6},
+                cbar=False,
+                square=True,
+                ax=ax,
+                yticklabels=task_names,
+                xticklabels=[f"Z{k}" for k in range(a.shape[1])],
+            )
             ax.set_title(f"{method} seed {seed}", fontsize=8)
             ax.tick_params(labelsize=7, rotation=0)
     fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), "viridis"), ax=axes.ravel().tolist(), shrink=0.8)
@@ -102,8 +119,20 @@ def similarity_heatmap(s: np.ndarray, names: list[str], order=None, title: str =
     m = np.asarray(s)[np.ix_(order, order)]
     fig, ax = plt.subplots(figsize=(0.55 * len(names) + 2, 0.55 * len(names) + 1))
     labels = [names[i] for i in order]
-    sns.heatmap(m, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", annot_kws={"fontsize": 6}, square=True,
-                xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.8}, ax=ax)
+    sns.heatmap(
+        m,
+        vmin=-1,
+        vmax=1,
+        cmap="RdBu_r",
+        annot=True,
+        fmt=".2f",
+        annot_kws={"fontsize": 6},
+        square=True,
+        xticklabels=labels,
+        yticklabels=labels,
+        cbar_kws={"shrink": 0.8},
+        ax=ax,
+    )
     ax.tick_params(labelsize=8)
     ax.set_xticklabels(labels, rotation=60, ha="right")
     ax.set_title(title, fontsize=9)
@@ -125,8 +154,9 @@ def counts_by_year(per_year: dict, splits: dict[str, tuple[float, float]], title
     ax.set_yscale("log")
     for j, (name, (lo, hi)) in enumerate(splits.items()):
         ax.axvspan(lo, hi, color=f"C{j}", alpha=0.1)
-        ax.annotate(name, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
-                    fontsize=8)
+        ax.annotate(
+            name, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8
+        )
     ax.set_xlabel(f"release year{f' ({bin_years}-year bins)' if bin_years > 1 else ''}"), ax.set_ylabel("ratings")
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=9, pad=14)
@@ -164,8 +194,9 @@ def dense_panels(data, per_split: int = 2, seed: int = 0):
     splits = {**data.train_envs, "val": data.val, "test": data.test}
     rng = np.random.default_rng(seed)
     rows = [(name, int(i)) for name, s in splits.items() for i in rng.choice(len(s), per_split, replace=False)]
-    fig, axes = plt.subplots(len(rows), 1 + len(data.tasks), figsize=(1.5 * (1 + len(data.tasks)), 1.5 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 1 + len(data.tasks), figsize=(1.5 * (1 + len(data.tasks)), 1.5 * len(rows)), squeeze=False
+    )
     for r, (row, (name, i)) in enumerate(zip(axes, rows)):
         x, y = splits[name][i]
         _show(row[0], np.moveaxis(x.numpy(), 0, -1), {}, "rgb" if r == 0 else "")
@@ -180,8 +211,9 @@ def dense_predictions(x, y: dict, predictions: dict, tasks):
     """Input, ground truth and each model's prediction: one block of rows per image, one column per task.
     x: (N, 3, H, W) tensor; y: {task: (N, ...)}; predictions: {model name: {task: (N, ...)}}."""
     n, names = len(x), ["ground truth", *predictions]
-    fig, axes = plt.subplots(n * len(names), 1 + len(tasks), figsize=(1.5 * (1 + len(tasks)), 1.5 * n * len(names)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n * len(names), 1 + len(tasks), figsize=(1.5 * (1 + len(tasks)), 1.5 * n * len(names)), squeeze=False
+    )
     for i in range(n):
         for j, who in enumerate(names):
             row = axes[i * len(names) + j]
@@ -202,8 +234,17 @@ def strength_curve(scores: pd.DataFrame, title: str = ""):
     """Mean test score against the training correlation: one line per method (columns method, strength, value;
     one row per seed), bars = ± one standard deviation over seeds."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    sns.lineplot(scores, x="strength", y="value", hue="method", errorbar="sd", err_style="bars", marker="o",
-                 err_kws={"capsize": 3}, ax=ax)
+    sns.lineplot(
+        scores,
+        x="strength",
+        y="value",
+        hue="method",
+        errorbar="sd",
+        err_style="bars",
+        marker="o",
+        err_kws={"capsize": 3},
+        ax=ax,
+    )
     ax.set_xlabel("training label-label correlation (env0; env1 = 7/9 of it)")
     ax.set_ylabel("mean test accuracy (shifted)")
     ax.set_title(title)
@@ -218,9 +259,16 @@ def method_ranks(ranks: pd.DataFrame, order: list[str], title: str = ""):
     fig, ax = plt.subplots(figsize=(8.5, 0.35 * len(order) + 1.2))
     sns.stripplot(ranks, x="rank", y="method", hue="dataset", order=order, dodge=True, alpha=0.6, size=4, ax=ax)
     per_dataset = ranks.groupby(["method", "dataset"])["rank"].mean().groupby("method").mean()
-    ax.scatter(per_dataset.reindex(order), range(len(order)), marker="|", s=300, color="black", zorder=3,
-               label="mean over datasets")
+    ax.scatter(
+        per_dataset.reindex(order),
+        range(len(order)),
+        marker="|",
+        s=300,
+        color="black",
+        zorder=3,
+        label="mean over datasets",
+    )
     ax.set(xlabel="rank among the methods (1 = best)", ylabel="", title=title)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: no dot is hidden under it
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: no dot is hidden under it
     fig.tight_layout()
     return fig

@@ -8,6 +8,7 @@ all-metrics variant with the opposite sign, as a "drop" Δm where lower is bette
 * ``all_metrics`` (MTAN, Nash-MTL): the same mean taken over every metric of every task.
 * ``per_task_mean`` (LibMTL): first the mean over the metrics of each task, then the mean over tasks.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,9 +16,13 @@ import numpy as np
 CONVENTIONS = ("paper", "all_metrics", "per_task_mean")
 
 
-def relative_improvement(values: dict[str, dict[str, float]], base: dict[str, dict[str, float]],
-                         higher_is_better: dict[str, dict[str, bool]], convention: str = "paper",
-                         primary: dict[str, str] | None = None) -> float:
+def relative_improvement(
+    values: dict[str, dict[str, float]],
+    base: dict[str, dict[str, float]],
+    higher_is_better: dict[str, dict[str, bool]],
+    convention: str = "paper",
+    primary: dict[str, str] | None = None,
+) -> float:
     """values/base/higher_is_better: {task: {metric: ...}}; `primary` {task: metric} is needed for 'paper'."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; valid: {CONVENTIONS}")

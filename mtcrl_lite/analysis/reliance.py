@@ -1,8 +1,8 @@
 """Measures of how much a task's predictor relies on spurious input features (METHOD.md §6, and beyond it).
 
 This module holds the measures only: pure functions of a model, tensors and a boolean mask. Which features are
-spurious for which task of which dataset is in `mtcrl_lite.experiments.reliance_data`; the analyses of trained runs, controls,
-sweeps and tables of notebook 02 are in `mtcrl_lite.experiments.reliance_study`.
+spurious for which task of which dataset is in `mtcrl_lite.experiments.reliance_data`; the analyses of trained
+runs, controls, sweeps and tables of notebook 02 are in `mtcrl_lite.experiments.reliance_study`.
 
 * `saliency(model, x, y, task)`: S(F) = (1/n) Σ_i |∂ f(x_i)[y_i] / ∂x_i[F]|, the mean absolute input gradient
   of the true class's output (the logit by default, as in the paper's formula; or its log-probability).
@@ -20,6 +20,7 @@ boolean arrays of the input's per-sample shape, True on spurious features. `spur
 gives them for Multi-MNIST (the other digit's half) and Multi-SEM (the other tasks' causal coordinates, in latent
 space; use `latent_model` when the mixing is not the identity).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,12 +61,12 @@ def saliency(model, x, y, task=None, output: str = "logit", chunk: int = 512) ->
         raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} inputs and {len(y)} labels")
     total = torch.zeros(x.shape[1:], dtype=torch.float64)
     for s in range(0, len(x), chunk):
-        xb = x[s:s + chunk].detach().clone().requires_grad_(True)
+        xb = x[s : s + chunk].detach().clone().requires_grad_(True)
         logits = _task_logits(model, xb, task)
         if output == "logprob":
             logits = torch.log_softmax(logits, 1)
-        picked = logits.gather(1, y[s:s + chunk, None]).sum()
-        g, = torch.autograd.grad(picked, xb)
+        picked = logits.gather(1, y[s : s + chunk, None]).sum()
+        (g,) = torch.autograd.grad(picked, xb)
         total += g.abs().sum(0).double()
     return (total / len(x)).numpy()
 
@@ -93,8 +94,8 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
         raise ValueError(f"a derangement needs n >= 2, got {n}")
     perm = rng.permutation(n)
     for i in np.flatnonzero(perm == np.arange(n)):
-        if perm[i] == i:                                # may have been fixed by an earlier swap
-            j = (i + 1 + rng.integers(0, n - 1)) % n   # any other position
+        if perm[i] == i:  # may have been fixed by an earlier swap
+            j = (i + 1 + rng.integers(0, n - 1)) % n  # any other position
             perm[i], perm[j] = perm[j], perm[i]
     return perm
 
@@ -108,7 +109,7 @@ def swap_spurious(x, mask, donor: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def _predict(model, x, task, chunk=2048) -> torch.Tensor:
-    return torch.cat([_task_logits(model, x[s:s + chunk], task).argmax(1) for s in range(0, len(x), chunk)])
+    return torch.cat([_task_logits(model, x[s : s + chunk], task).argmax(1) for s in range(0, len(x), chunk)])
 
 
 def counterfactual(model, x, y, task, mask, seed: int = 0) -> dict:

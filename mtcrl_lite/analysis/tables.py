@@ -4,28 +4,41 @@ Each dataset notebook writes `results/<notebook>/tidy_results.csv` (see `results
 computes, per seed, the relative improvement Δ of every method over vanilla MTL *of the same seed* (paired), and
 prints "ours ± std (n seeds) | paper" per cell.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
 from mtcrl_lite.analysis.relative import relative_improvement
-from mtcrl_lite.paths import results_root
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
+from mtcrl_lite.paths import results_root
 
 DATASETS = ["Multi-MNIST", "MovieLens", "Taskonomy", "CityScape", "NYUv2"]
 # registry names of synthetic stand-ins (marked † in every table)
 STAND_INS = ("scenes",)
 # where each column's runs live (the notebook that produces them)
-SOURCES = {"Multi-MNIST": "06_multimnist", "MovieLens": "07_movielens", "Taskonomy": "03_taskonomy",
-           "CityScape": "04_cityscapes", "NYUv2": "05_nyuv2"}
-ROWS = {"stl": "Single-task", "pcgrad": "PCGrad", "gradvac": "GradVac", "dann": "DANN", "irm": "IRM",
-        "mtcrl-nogirm": "MT-CRL w/o G-IRM", "mtcrl-norm": "MT-CRL, G-IRM Norm", "mtcrl": "MT-CRL, G-IRM Var"}
+SOURCES = {
+    "Multi-MNIST": "06_multimnist",
+    "MovieLens": "07_movielens",
+    "Taskonomy": "03_taskonomy",
+    "CityScape": "04_cityscapes",
+    "NYUv2": "05_nyuv2",
+}
+ROWS = {
+    "stl": "Single-task",
+    "pcgrad": "PCGrad",
+    "gradvac": "GradVac",
+    "dann": "DANN",
+    "irm": "IRM",
+    "mtcrl-nogirm": "MT-CRL w/o G-IRM",
+    "mtcrl-norm": "MT-CRL, G-IRM Norm",
+    "mtcrl": "MT-CRL, G-IRM Var",
+}
 # methods after the paper (notebook 10): an invariance penalty and torchjd's gradient aggregators
 NEW_ROWS = {"vrex": "VREx", "upgrad": "UPGrad", "imtl-g": "IMTL-G", "aligned-mtl": "Aligned-MTL", "mgda": "MGDA"}
 # The paper's main table (REFERENCES.md, from the authors' slides): Δ over vanilla MTL in %.
@@ -48,24 +61,28 @@ def t975(df: int) -> float:
     return float(student_t.ppf(0.975, df))
 
 
-def per_seed_delta(df: pd.DataFrame, baseline: str = "mtl", selection: str = "best_val", split: str = "test",
-                   convention: str = "paper") -> pd.DataFrame:
+def per_seed_delta(
+    df: pd.DataFrame, baseline: str = "mtl", selection: str = "best_val", split: str = "test", convention: str = "paper"
+) -> pd.DataFrame:
     """One row per (method, seed): Δ in % of that run over the baseline run with the same seed."""
     d = df[(df.selection == selection) & (df.split == split) & (df.metric != "loss")]
     if "primary" not in d:
         d = d.assign(primary=d.metric == "acc")
     table = {}
     for (method, seed), g in d.groupby(["method", "seed"]):
-        table[(method, seed)] = ({t: dict(zip(gt.metric, gt.value)) for t, gt in g.groupby("task")},
-                                 {t: gt.metric[gt.primary.astype(bool)].iloc[0] for t, gt in g.groupby("task")})
+        table[(method, seed)] = (
+            {t: dict(zip(gt.metric, gt.value)) for t, gt in g.groupby("task")},
+            {t: gt.metric[gt.primary.astype(bool)].iloc[0] for t, gt in g.groupby("task")},
+        )
     rows = []
     for (method, seed), (values, primary) in table.items():
         if method == baseline or (baseline, seed) not in table:
             continue
         base = table[(baseline, seed)][0]
         hib = {t: {m: HIGHER_IS_BETTER[m] for m in ms} for t, ms in values.items()}
-        rows.append({"method": method, "seed": seed,
-                     "delta": relative_improvement(values, base, hib, convention, primary)})
+        rows.append(
+            {"method": method, "seed": seed, "delta": relative_improvement(values, base, hib, convention, primary)}
+        )
     return pd.DataFrame(rows, columns=["method", "seed", "delta"])
 
 
@@ -76,15 +93,31 @@ def paired_summary(deltas: pd.DataFrame) -> pd.DataFrame:
         n, mean = len(g), float(g.delta.mean())
         std = float(g.delta.std(ddof=1)) if n > 1 else float("nan")
         half = t975(n - 1) * std / math.sqrt(n) if n > 1 else float("nan")
-        verdict = ("n = 1: no interval" if n < 2 else
-                   "better than MTL" if mean - half > 0 else "worse than MTL" if mean + half < 0 else "inside the noise")
-        out.append({"method": method, "mean": mean, "std": std, "n": n, "ci95_low": mean - half,
-                    "ci95_high": mean + half, "verdict": verdict})
+        verdict = (
+            "n = 1: no interval"
+            if n < 2
+            else "better than MTL"
+            if mean - half > 0
+            else "worse than MTL"
+            if mean + half < 0
+            else "inside the noise"
+        )
+        out.append(
+            {
+                "method": method,
+                "mean": mean,
+                "std": std,
+                "n": n,
+                "ci95_low": mean - half,
+                "ci95_high": mean + half,
+                "verdict": verdict,
+            }
+        )
     if not out:
         return pd.DataFrame()
     table = pd.DataFrame(out).set_index("method")
     order = [m for m in ROWS if m in table.index] + [m for m in table.index if m not in ROWS]
-    return table.loc[order]                                   # the paper's row order
+    return table.loc[order]  # the paper's row order
 
 
 def load_column(dataset: str, root=None) -> tuple[pd.DataFrame | None, bool]:
@@ -136,8 +169,9 @@ def orderings(summary: pd.DataFrame) -> dict[str, bool]:
             out[f"{ROWS[m]} > MTL ({mean[m]:+.2f} %, {summary.loc[m, 'verdict']})"] = mean[m] > 0
     for m in ("mtcrl", "mtcrl-norm"):
         if m in mean and "mtcrl-nogirm" in mean:
-            out[f"{ROWS[m]} > MT-CRL w/o G-IRM ({mean[m]:+.2f} vs {mean['mtcrl-nogirm']:+.2f})"] = \
+            out[f"{ROWS[m]} > MT-CRL w/o G-IRM ({mean[m]:+.2f} vs {mean['mtcrl-nogirm']:+.2f})"] = (
                 mean[m] > mean["mtcrl-nogirm"]
+            )
     if "mtcrl" in mean:
         for b in ("stl", "pcgrad", "gradvac", "dann", "irm"):
             if b in mean:
@@ -145,8 +179,9 @@ def orderings(summary: pd.DataFrame) -> dict[str, bool]:
     return out
 
 
-def paired_by_variant(baseline: pd.DataFrame, variants: dict, method: str = "mtcrl",
-                      splits=("val", "test"), selection: str = "best_val") -> pd.DataFrame:
+def paired_by_variant(
+    baseline: pd.DataFrame, variants: dict, method: str = "mtcrl", splits=("val", "test"), selection: str = "best_val"
+) -> pd.DataFrame:
     """Paired Δ vs MTL of several variants of one method (e.g. hp.lr_graph values), on several splits.
 
     `baseline` holds the MTL runs; `variants` maps a label to the tidy results of that variant's runs (method
@@ -179,8 +214,10 @@ def extended_table(columns: dict[str, pd.DataFrame], selection: str = "best_val"
         s = paired_summary(per_seed_delta(df, selection=selection))
         for method, r in s.iterrows():
             cells.setdefault(method, {})[name] = (
-                f"{r['mean']:+.2f} (n=1)" if r["n"] < 2 else
-                f"{r['mean']:+.2f} ± {r['std']:.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (n={r['n']})")
+                f"{r['mean']:+.2f} (n=1)"
+                if r["n"] < 2
+                else f"{r['mean']:+.2f} ± {r['std']:.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (n={r['n']})"
+            )
     table = pd.DataFrame.from_dict(cells, orient="index").reindex(columns=list(columns)).fillna("not run")
     return table.rename(index=label)
 
@@ -196,11 +233,16 @@ def seed_ranks(columns: dict[str, pd.DataFrame], selection: str = "best_val") ->
         n_methods = d.method.nunique()
         complete = d.groupby("seed").method.nunique() == n_methods
         if not complete.all():
-            warnings.warn(f"{name}: seeds {sorted(complete.index[~complete])} lack some of the {n_methods} methods "
-                          f"and are left out of the ranks", stacklevel=2)
+            warnings.warn(
+                f"{name}: seeds {sorted(complete.index[~complete])} lack some of the {n_methods} methods "
+                f"and are left out of the ranks",
+                stacklevel=2,
+            )
         for seed, g in d[d.seed.isin(complete.index[complete])].groupby("seed"):
-            rows += [{"dataset": name, "seed": seed, "method": m, "delta": v, "rank": r, "n_methods": len(g)}
-                     for m, v, r in zip(g.method, g.delta, g.delta.rank(ascending=False))]
+            rows += [
+                {"dataset": name, "seed": seed, "method": m, "delta": v, "rank": r, "n_methods": len(g)}
+                for m, v, r in zip(g.method, g.delta, g.delta.rank(ascending=False))
+            ]
     return pd.DataFrame(rows, columns=["dataset", "seed", "method", "delta", "rank", "n_methods"])
 
 
@@ -209,14 +251,20 @@ def average_rank(ranks: pd.DataFrame) -> pd.DataFrame:
     seeds, so every dataset weighs the same), the spread of those per-dataset ranks (std), the spread over all
     (dataset, seed) cells, and each dataset's mean rank; best first."""
     per_dataset = ranks.groupby(["method", "dataset"])["rank"].mean().unstack("dataset")
-    out = pd.DataFrame({"mean_rank": per_dataset.mean(axis=1), "std_over_datasets": per_dataset.std(axis=1, ddof=1),
-                        "std_over_cells": ranks.groupby("method")["rank"].std(ddof=1),
-                        "n_datasets": per_dataset.notna().sum(axis=1)}).join(per_dataset)
+    out = pd.DataFrame(
+        {
+            "mean_rank": per_dataset.mean(axis=1),
+            "std_over_datasets": per_dataset.std(axis=1, ddof=1),
+            "std_over_cells": ranks.groupby("method")["rank"].std(ddof=1),
+            "n_datasets": per_dataset.notna().sum(axis=1),
+        }
+    ).join(per_dataset)
     return out.sort_values("mean_rank")
 
 
-def head_to_head(columns: dict[str, pd.DataFrame], method: str = "mtcrl", others=(), selection: str = "best_val"
-                 ) -> pd.DataFrame:
+def head_to_head(
+    columns: dict[str, pd.DataFrame], method: str = "mtcrl", others=(), selection: str = "best_val"
+) -> pd.DataFrame:
     """Δ(method) − Δ(other) per dataset, paired by seed: mean, std, n and 95 % t interval (positive = `method`
     better). The Δs are relative improvements over the same MTL run, so their difference compares the two methods
     on the paper's scale. A pair without a common seed is left out."""

@@ -18,6 +18,7 @@ by Gauss-Hermite quadrature of the population logistic risk (`population_logisti
 logistic regression fitted to a large sample. At m = 1/2 and finite n, the fitted weight on Z_2 is pure
 estimation noise with standard deviation of order n^{-1/2} (Prop. 1 (ii), `finite_sample_weights`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,8 @@ def bayes_logodds(s: np.ndarray, m: float, mu: float, task: int = 0) -> np.ndarr
     others = np.delete(ell, task, axis=1)
     with np.errstate(divide="ignore"):
         lm, l1m = np.log(m), np.log(1 - m)
-        log_h1 = np.logaddexp(lm + others, l1m).sum(1)          # log H(1)
-        log_h0 = np.logaddexp(lm, l1m + others).sum(1)          # log H(0)
+        log_h1 = np.logaddexp(lm + others, l1m).sum(1)  # log H(1)
+        log_h0 = np.logaddexp(lm, l1m + others).sum(1)  # log H(0)
         num = np.logaddexp(lm + log_h1, l1m + log_h0)
         den = np.logaddexp(l1m + log_h1, lm + log_h0)
     return ell[:, task] + num - den
@@ -62,8 +63,9 @@ def bayes_slope_other(m, mu: float):
     return 2 * mu * (2 * label_agreement(m) - 1)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, sample_weight=None, l2: float = 0.0, tol: float = 1e-10,
-                 max_iter: int = 100) -> tuple[np.ndarray, float]:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, sample_weight=None, l2: float = 0.0, tol: float = 1e-10, max_iter: int = 100
+) -> tuple[np.ndarray, float]:
     """Logistic regression with intercept by Newton's method (IRLS), float64: minimizes
     Σ_i w_i CE(y_i, σ(x_i·β + b)) + l2/2 |β|². Returns (β, b). Raises if it does not converge (separable data)."""
     x = np.asarray(x, dtype=float)
@@ -83,8 +85,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, sample_weight=None, l2: float = 0
         beta -= step
         if np.max(np.abs(step)) < tol * max(1.0, np.max(np.abs(beta))):
             return beta[:-1], float(beta[-1])
-    raise RuntimeError(f"logistic regression did not converge in {max_iter} Newton steps "
-                       f"(separable data? add l2 > 0 or more samples)")
+    raise RuntimeError(
+        f"logistic regression did not converge in {max_iter} Newton steps (separable data? add l2 > 0 or more samples)"
+    )
 
 
 def population_logistic(m: float, mu: float, n_nodes: int = 60) -> tuple[np.ndarray, float]:
@@ -113,20 +116,26 @@ def sample(n: int, m: float, mu: float, d_causal: int, d_noise: int, seed: int):
     return sample_latents(y, d_causal, d_noise, mu, rng), y
 
 
-def fitted_weight_other(n: int, m: float, mu: float, d_causal: int, d_noise: int, seed: int,
-                        l2: float = 0.0) -> dict:
+def fitted_weight_other(n: int, m: float, mu: float, d_causal: int, d_noise: int, seed: int, l2: float = 0.0) -> dict:
     """Fit a logistic regression of Y_1 on all latents; report its weight on Z_2: along the signal direction u
     (comparable with the Bayes slope on s_2), its norm, and the weight on s_1 for scale."""
     lat, y = sample(n, m, mu, d_causal, d_noise, seed)
     beta, _ = fit_logistic(lat, y[:, 0], l2=l2)
     u = np.full(d_causal, 1 / np.sqrt(d_causal))
-    z1, z2 = beta[:d_causal], beta[d_causal:2 * d_causal]
-    return {"n": n, "m_C": m, "seed": seed, "w_other_u": float(z2 @ u), "w_other_norm": float(np.linalg.norm(z2)),
-            "w_own_u": float(z1 @ u)}
+    z1, z2 = beta[:d_causal], beta[d_causal : 2 * d_causal]
+    return {
+        "n": n,
+        "m_C": m,
+        "seed": seed,
+        "w_other_u": float(z2 @ u),
+        "w_other_norm": float(np.linalg.norm(z2)),
+        "w_own_u": float(z1 @ u),
+    }
 
 
-def finite_sample_weights(ns, seeds, m: float = 0.5, mu: float = 1.5, d_causal: int = 5,
-                          d_noise: int = 10) -> pd.DataFrame:
+def finite_sample_weights(
+    ns, seeds, m: float = 0.5, mu: float = 1.5, d_causal: int = 5, d_noise: int = 10
+) -> pd.DataFrame:
     """`fitted_weight_other` for every (n, seed): one row each."""
     return pd.DataFrame([fitted_weight_other(n, m, mu, d_causal, d_noise, s) for n in ns for s in seeds])
 

@@ -9,6 +9,7 @@ Our PCGrad and GradVac stay in surgery.py: their task order comes from a generat
 draws from the global RNG, which would shift dropout and the data order) and GradVac's EMA targets live in a
 checkpointed buffer; tests/test_surgery.py checks them against torchjd's.
 """
+
 from __future__ import annotations
 
 from torchjd.aggregation import IMTLG, MGDA, AlignedMTL, UPGrad

@@ -8,6 +8,7 @@ and returns a dict of floats to log. Methods that ignore environments concatenat
 one class here plus one `register(...)` line; methods that need per-task gradients of the shared
 parameters (PCGrad, GradVac) override `update` and use `model.shared_parameters()`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,15 +16,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtcrl_lite.models import distributed as D
-from mtcrl_lite.core import losses as L
-from mtcrl_lite.core import objective as C
 from mtcrl_lite.baselines import surgery as S
 from mtcrl_lite.baselines.aggregators import AGGREGATORS, make_aggregator
+from mtcrl_lite.core import losses as L
+from mtcrl_lite.core import objective as C
 from mtcrl_lite.core.batches import concat, env_index
-from mtcrl_lite.core.hparams import hp  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
+from mtcrl_lite.core.hparams import (
+    hp,  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
+)
 from mtcrl_lite.core.objective import MTCRLHParams
 from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.models import distributed as D
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -39,8 +42,7 @@ class Method(nn.Module):
     model_kind = "mtl"
     hparams_cls = NoHParams
 
-    def __init__(self, model: nn.Module, tasks: list[Task], hparams, lr: float, weight_decay: float,
-                 envs: list[str]):
+    def __init__(self, model: nn.Module, tasks: list[Task], hparams, lr: float, weight_decay: float, envs: list[str]):
         super().__init__()
         self.model, self.tasks, self.hp, self.envs = model, tasks, hparams, list(envs)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -82,8 +84,9 @@ def check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
     for name, v in terms.items():
         if not torch.isfinite(v).all():
             raise NonFiniteLossError(
-                f"loss term {name!r} is {float(v.detach())} at step {step}; lower train.lr, or the weight of that term, "
-                f"and check the inputs of that step")
+                f"loss term {name!r} is {float(v.detach())} at step {step}; lower train.lr, or the weight of that "
+                f"term, and check the inputs of that step"
+            )
 
 
 class ERM(Method):
@@ -102,14 +105,14 @@ class STL(ERM):
 class MTCRLMethod(Method):
     """MT-CRL (Hu et al. 2022) under the package's contract: core.mtcrl_backward (the one implementation, also
     the public entry point for your own model), exact or first-order G-IRM as hp.girm_grad says."""
+
     model_kind = "mtcrl"
     hparams_cls = MTCRLHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
         super().__init__(model, tasks, hparams, lr, weight_decay, envs)
-        model.theta.requires_grad_(bool(hparams.graph_trainable))     # frozen-A control: Θ never moves
-        self.optimizer = torch.optim.Adam(C.param_groups(model, lr, hparams.lr_graph), lr=lr,
-                                          weight_decay=weight_decay)
+        model.theta.requires_grad_(bool(hparams.graph_trainable))  # frozen-A control: Θ never moves
+        self.optimizer = torch.optim.Adam(C.param_groups(model, lr, hparams.lr_graph), lr=lr, weight_decay=weight_decay)
 
     def girm_weight(self, step: int) -> float:
         return C.girm_weight(self.hp, step)
@@ -141,14 +144,20 @@ class SurgeryMethod(Method):
         self.optimizer.zero_grad(set_to_none=True)
         for t, loss in losses.items():
             grads = torch.autograd.grad(loss, shared + own[t], retain_graph=True, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                                   for g, p in zip(grads[:len(shared)], shared)]))
-            for p, g in zip(own[t], grads[len(shared):]):
+            rows.append(
+                torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                        for g, p in zip(grads[: len(shared)], shared)
+                    ]
+                )
+            )
+            for p, g in zip(own[t], grads[len(shared) :]):
                 p.grad = g
-        combined = self.combine(D.sync_mean(torch.stack(rows)), step)     # exact under torchrun (distributed.py)
+        combined = self.combine(D.sync_mean(torch.stack(rows)), step)  # exact under torchrun (distributed.py)
         offset = 0
         for p in shared:
-            p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
+            p.grad = combined[offset : offset + p.numel()].view_as(p).clone()
             offset += p.numel()
         self.step()
         return {"total": float(sum(losses.values()).detach()), **{k: float(v.detach()) for k, v in terms.items()}}
@@ -172,6 +181,7 @@ class GradVacHParams:
 class GradVac(SurgeryMethod):
     """GradVac (Wang et al. 2021) on the whole shared-parameter vector; EMA targets live in a buffer
     so that they are checkpointed with the model."""
+
     hparams_cls = GradVacHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
@@ -192,6 +202,7 @@ class AggregatorHParams:
 class Aggregated(SurgeryMethod):
     """Any torchjd aggregator (aggregators.py) as the combination of the per-task gradients: one adapter,
     one registry line per aggregator."""
+
     hparams_cls = AggregatorHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
@@ -212,14 +223,20 @@ class Aggregated(SurgeryMethod):
 @dataclass
 class IRMHParams:
     lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
-    anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_irm (range as "
-                           "MT-CRL's: both datasets train for < 1,500 steps)")
+    anneal_steps: int = hp(
+        100,
+        0,
+        1000,
+        "penalty weight is 1 for this many steps, then lambda_irm (range as "
+        "MT-CRL's: both datasets train for < 1,500 steps)",
+    )
 
 
 class IRM(Method):
     """IRMv1 (Arjovsky et al. 2019), per task and environment: mean_e [sum_t R_t^e + w * sum_t penalty_t^e].
     As in DomainBed, the weight is 1 until `anneal_steps`, and the loss is divided by (1 + w) when w > 1 so that
     the task gradients keep their scale (DomainBed also resets Adam at that step; we do not)."""
+
     hparams_cls = IRMHParams
 
     def objective(self, batches, step):
@@ -233,7 +250,7 @@ class IRM(Method):
             risks, pens = [], []
             for lg, yy in zip(logits[t.name].split(sizes), y[t.name].split(sizes)):
                 if not bool(t.labelled(yy).any()):
-                    continue                          # no label of this task in this environment's batch
+                    continue  # no label of this task in this environment's batch
                 risks.append(t.loss(lg, yy))
                 pens.append(L.irm_penalty(lg, yy, t.loss))
             if not risks:
@@ -245,8 +262,9 @@ class IRM(Method):
 
 @dataclass
 class VRExHParams:
-    lambda_vrex: float = hp(10.0, 1e-1, 1e5, "V-REx penalty weight once annealed in (DomainBed: default 10, "
-                            "range 10^U(-1, 5))")
+    lambda_vrex: float = hp(
+        10.0, 1e-1, 1e5, "V-REx penalty weight once annealed in (DomainBed: default 10, range 10^U(-1, 5))"
+    )
     anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_vrex (range as IRM's)")
 
 
@@ -254,6 +272,7 @@ class VREx(Method):
     """V-REx (Krueger et al. 2021), per task: mean_e R_t^e + w * Var_e R_t^e over the environments with labels of t
     (losses.vrex_penalty). As in DomainBed, w is 1 until `anneal_steps`; like our IRM, the loss is divided by (1 + w)
     when w > 1 so that the task gradients keep their scale (DomainBed resets Adam at that step instead)."""
+
     hparams_cls = VRExHParams
 
     def objective(self, batches, step):
@@ -261,7 +280,7 @@ class VREx(Method):
         scale = 1.0 / (1.0 + w) if w > 1 else 1.0
         x, y = concat(batches)
         env = env_index(batches, x.device)
-        risks, present = L.task_env_risks(self.tasks, self.model(x), y, env, len(batches))     # (E, T) each
+        risks, present = L.task_env_risks(self.tasks, self.model(x), y, env, len(batches))  # (E, T) each
         task_risk = L.mean_over_present(risks, present)
         terms = {f"task/{t.name}": scale * task_risk[i] for i, t in enumerate(self.tasks)}
         terms["vrex"] = scale * w * L.vrex_penalty(risks, present)
@@ -289,15 +308,18 @@ class DANN(Method):
     sample's environment from the shared representation (a feature map is average-pooled over its positions),
     through a gradient-reversal layer (one optimizer, one backward; DomainBed alternates discriminator and
     feature steps instead)."""
+
     hparams_cls = DANNHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
         super().__init__(model, tasks, hparams, lr, weight_decay, envs)
         width = model.width
-        self.discriminator = nn.Sequential(nn.Linear(width, hparams.disc_width), nn.ReLU(),
-                                           nn.Linear(hparams.disc_width, len(envs)))
-        self.optimizer = torch.optim.Adam(list(model.parameters()) + list(self.discriminator.parameters()),
-                                          lr=lr, weight_decay=weight_decay)
+        self.discriminator = nn.Sequential(
+            nn.Linear(width, hparams.disc_width), nn.ReLU(), nn.Linear(hparams.disc_width, len(envs))
+        )
+        self.optimizer = torch.optim.Adam(
+            list(model.parameters()) + list(self.discriminator.parameters()), lr=lr, weight_decay=weight_decay
+        )
 
     def objective(self, batches, step):
         x, y = concat(batches)
@@ -317,7 +339,7 @@ class MethodSpec:
     cls: type
     defaults: dict
     doc: str
-    not_searched: tuple = ()      # hyper-parameters with a range that have no effect in this variant
+    not_searched: tuple = ()  # hyper-parameters with a range that have no effect in this variant
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -338,8 +360,13 @@ for _name, (_cls, _doc) in AGGREGATORS.items():
 register("vrex", VREx, "vanilla MTL + V-REx: variance of each task's risk over environments")
 register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
 register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
-register("mtcrl-nogirm", MTCRLMethod, "MT-CRL without G-IRM (modules + graph regularizer only)", girm="none",
-         not_searched=("lambda_girm", "anneal_steps"))
+register(
+    "mtcrl-nogirm",
+    MTCRLMethod,
+    "MT-CRL without G-IRM (modules + graph regularizer only)",
+    girm="none",
+    not_searched=("lambda_girm", "anneal_steps"),
+)
 
 
 def get_method(name: str) -> MethodSpec:

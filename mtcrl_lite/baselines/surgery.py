@@ -10,6 +10,7 @@ GradVac (Wang et al., ICLR 2021, "Gradient Vaccine"): keeps an EMA target simila
 and in every case phî_ij <- (1 - beta) phî_ij + beta phi. Granularity: the whole shared parameter vector (ours;
 the paper also proposes per layer). beta = 0.01 as in the paper.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,9 @@ def _orders(t: int, generator: torch.Generator | None) -> list[list[int]]:
     return [[j for j in torch.randperm(t, generator=generator).tolist() if j != i] for i in range(t)]
 
 
-def pcgrad(grads: torch.Tensor, generator: torch.Generator | None = None,
-           orders: list[list[int]] | None = None) -> torch.Tensor:
+def pcgrad(
+    grads: torch.Tensor, generator: torch.Generator | None = None, orders: list[list[int]] | None = None
+) -> torch.Tensor:
     """grads: (T, P). Returns the combined (P,) gradient. `orders[i]` fixes the order of the other tasks."""
     if grads.dim() != 2:
         raise ValueError(f"pcgrad expects a (T, P) gradient matrix, got {tuple(grads.shape)}")
@@ -35,13 +37,19 @@ def pcgrad(grads: torch.Tensor, generator: torch.Generator | None = None,
     return out.sum(0)
 
 
-def gradvac(grads: torch.Tensor, target: torch.Tensor, beta: float = 0.01,
-            generator: torch.Generator | None = None, orders: list[list[int]] | None = None,
-            eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+def gradvac(
+    grads: torch.Tensor,
+    target: torch.Tensor,
+    beta: float = 0.01,
+    generator: torch.Generator | None = None,
+    orders: list[list[int]] | None = None,
+    eps: float = 1e-12,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """grads: (T, P); target: (T, T) EMA similarities. Returns (combined (P,) gradient, updated target)."""
     if grads.dim() != 2 or target.shape != (grads.shape[0], grads.shape[0]):
-        raise ValueError(f"gradvac expects (T, P) grads and a (T, T) target, got {tuple(grads.shape)}, "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"gradvac expects (T, P) grads and a (T, T) target, got {tuple(grads.shape)}, {tuple(target.shape)}"
+        )
     orders = orders or _orders(grads.shape[0], generator)
     out, new_target = grads.clone(), target.clone()
     norms = grads.norm(dim=1)
@@ -54,8 +62,11 @@ def gradvac(grads: torch.Tensor, target: torch.Tensor, beta: float = 0.01,
             phi = ((out[i] @ grads[j]) / (ni * norms[j])).clamp(-1.0, 1.0)
             goal = new_target[i, j]
             if phi < goal:
-                coef = ni * (goal * torch.sqrt(1 - phi ** 2) - phi * torch.sqrt(1 - goal ** 2)) / (
-                    norms[j] * torch.sqrt(1 - goal ** 2) + eps)
+                coef = (
+                    ni
+                    * (goal * torch.sqrt(1 - phi**2) - phi * torch.sqrt(1 - goal**2))
+                    / (norms[j] * torch.sqrt(1 - goal**2) + eps)
+                )
                 out[i] = out[i] + coef * grads[j]
             new_target[i, j] = (1 - beta) * goal + beta * phi
     return out.sum(0), new_target

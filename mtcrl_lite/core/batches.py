@@ -1,4 +1,5 @@
 """One training step's per-environment batches {env: (x, {task: y})}, pooled. Imports torch only."""
+
 from __future__ import annotations
 
 import torch
@@ -12,5 +13,6 @@ def concat(batches: dict):
 
 def env_index(batches: dict, device=None) -> torch.Tensor:
     """(B,) the environment of every sample of one step's {env: (x, y)} batches once concatenated in their order."""
-    return torch.cat([torch.full((len(b[0]),), i, dtype=torch.long, device=device)
-                      for i, b in enumerate(batches.values())])
+    return torch.cat(
+        [torch.full((len(b[0]),), i, dtype=torch.long, device=device) for i, b in enumerate(batches.values())]
+    )

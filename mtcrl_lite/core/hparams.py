@@ -9,6 +9,7 @@ Method hyper-parameters (methods.py) and the shared fields of the run config (tr
 model.width, model.n_modules, model.module_norm) use the same `hp`, so every range lives next to its default.
 `kinds` restricts a field to the methods whose model is of one of these kinds (model.n_modules, K, is MT-CRL's).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,12 @@ def hp(default, lo=None, hi=None, doc: str = "", *, choices=None, kinds=None):
         raise ValueError("hp(): give a range (lo, hi) or choices, not both")
     if (lo is None) != (hi is None) or (lo is not None and lo > hi):
         raise ValueError(f"hp(): invalid range ({lo}, {hi})")
-    meta = {"range": (lo, hi), "doc": doc, "choices": None if choices is None else tuple(choices),
-            "kinds": None if kinds is None else tuple(kinds)}
+    meta = {
+        "range": (lo, hi),
+        "doc": doc,
+        "choices": None if choices is None else tuple(choices),
+        "kinds": None if kinds is None else tuple(kinds),
+    }
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -34,6 +39,7 @@ def hp(default, lo=None, hi=None, doc: str = "", *, choices=None, kinds=None):
 @dataclass(frozen=True)
 class Range:
     """The search range of one config field, `key` = "section.name"."""
+
     key: str
     type: type
     lo: float | None = None
@@ -61,7 +67,7 @@ class Range:
             v = math.exp(rng.uniform(math.log(self.lo), math.log(self.hi)))
         else:
             v = rng.uniform(self.lo, self.hi)
-        return min(max(float(f"{v:.3g}"), self.lo), self.hi)      # 3 significant digits, readable in tables
+        return min(max(float(f"{v:.3g}"), self.lo), self.hi)  # 3 significant digits, readable in tables
 
     def contains(self, value) -> bool:
         if self.choices is not None:
@@ -77,6 +83,15 @@ def ranges(obj, section: str, hints: dict[str, type]) -> list[Range]:
         lo, hi = meta.get("range", (None, None))
         if lo is None and meta.get("choices") is None:
             continue
-        out.append(Range(f"{section}.{f.name}", hints[f.name], lo, hi, meta.get("choices"), meta.get("kinds"),
-                         meta.get("doc", "")))
+        out.append(
+            Range(
+                f"{section}.{f.name}",
+                hints[f.name],
+                lo,
+                hi,
+                meta.get("choices"),
+                meta.get("kinds"),
+                meta.get("doc", ""),
+            )
+        )
     return out

@@ -2,6 +2,7 @@
 
 Shapes: B batch, K modules, d units per module, T tasks, E environments.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,12 +58,12 @@ def kernel_dependence(z: torch.Tensor, max_rows: int = 256) -> torch.Tensor:
         return z.new_zeros(())
     if b < 3:
         raise ValueError("kernel_dependence needs a batch of at least 3 samples")
-    sq = torch.cdist(z.transpose(0, 1), z.transpose(0, 1)).pow(2)               # (K, B, B) squared distances
+    sq = torch.cdist(z.transpose(0, 1), z.transpose(0, 1)).pow(2)  # (K, B, B) squared distances
     off = ~torch.eye(b, dtype=torch.bool, device=z.device)
-    s2 = torch.stack([_median_nonzero(q[off]) for q in sq.detach()])         # median squared distance
+    s2 = torch.stack([_median_nonzero(q[off]) for q in sq.detach()])  # median squared distance
     kern = torch.exp(-sq / (2 * s2[:, None, None]))
     kc = kern - kern.mean(1, keepdim=True) - kern.mean(2, keepdim=True) + kern.mean((1, 2), keepdim=True)  # H K H
-    hsic = torch.einsum("iab,jab->ij", kc, kc)                                # (K, K), up to 1/(B-1)^2
+    hsic = torch.einsum("iab,jab->ij", kc, kc)  # (K, K), up to 1/(B-1)^2
     scale = hsic.diagonal().clamp_min(1e-12).sqrt()
     cka = hsic / (scale[:, None] * scale[None])
     i, j = torch.triu_indices(k, k, 1, device=z.device)
@@ -102,8 +103,8 @@ def girm_var(grads: torch.Tensor, present: torch.Tensor | None = None) -> torch.
     _check_grads(grads, present)
     if present is None:
         return (grads - grads.mean(0, keepdim=True)).pow(2).sum() / grads.shape[0]
-    w = present.to(grads.dtype)[..., None]                              # (E, T, 1)
-    n = w.sum(0).clamp_min(1)                                           # (T, 1)
+    w = present.to(grads.dtype)[..., None]  # (E, T, 1)
+    n = w.sum(0).clamp_min(1)  # (T, 1)
     mean = (grads * w).sum(0) / n
     return ((grads - mean).pow(2) * w).sum(0).div(n).sum()
 
@@ -136,13 +137,14 @@ def graph_grads_from_inputs(head_grads: torch.Tensor, z: torch.Tensor, env: torc
     """
     if head_grads.shape[1:] != z.shape:
         raise ValueError(f"head_grads {tuple(head_grads.shape)} must be (T, *z.shape) with z {tuple(z.shape)}")
-    per_sample = (head_grads * z.unsqueeze(0)).flatten(3).sum(3)           # (T, B, K)
+    per_sample = (head_grads * z.unsqueeze(0)).flatten(3).sum(3)  # (T, B, K)
     out = torch.zeros(head_grads.shape[0], n_envs, z.shape[1], dtype=z.dtype, device=z.device)
     return out.index_add(1, env, per_sample).transpose(0, 1)
 
 
-def env_task_risks(losses: torch.Tensor, env: torch.Tensor, n_envs: int,
-                   labelled: torch.Tensor | None = None) -> torch.Tensor:
+def env_task_risks(
+    losses: torch.Tensor, env: torch.Tensor, n_envs: int, labelled: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-environment task risks R[e, t] = mean of losses[b, t] over the samples b of environment e.
 
     losses: (B, T) per-sample losses; env: (B,) integer environment of each sample; labelled: optional (B, T)
@@ -169,7 +171,7 @@ def task_env_risks(tasks, outputs: dict, ys: dict, env: torch.Tensor, n_envs: in
     """(risks (E, T), present (E, T)): each task's per-environment risk over its labelled samples (env_task_risks of
     the tasks' per-sample losses) and whether environment e holds any label of task t. tasks: tasks.Task objects."""
     per_sample = torch.stack([t.per_sample_loss(outputs[t.name], ys[t.name]) for t in tasks], 1)
-    labelled = torch.stack([t.labelled(ys[t.name]) for t in tasks], 1)                 # (B, T)
+    labelled = torch.stack([t.labelled(ys[t.name]) for t in tasks], 1)  # (B, T)
     return env_task_risks(per_sample, env, n_envs, labelled), env_task_counts(labelled, env, n_envs) > 0
 
 
@@ -180,10 +182,10 @@ def mean_over_present(risks: torch.Tensor, present: torch.Tensor) -> torch.Tenso
 
 
 def vrex_penalty(risks: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-    """V-REx (Krueger et al. 2021; DomainBed's VREx), per task: sum_t (1/|E_t|) sum_{e in E_t} (R_t^e - mean_{E_t} R_t)^2,
-    the variance of each task's risk over the environments whose batch holds labels of it (all if present is None).
-    risks: (E, T), as env_task_risks returns; present: optional (E, T) boolean. 0 iff every environment has the
-    same risk (and identically 0 with one environment)."""
+    """V-REx (Krueger et al. 2021; DomainBed's VREx), per task:
+    sum_t (1/|E_t|) sum_{e in E_t} (R_t^e - mean_{E_t} R_t)^2, the variance of each task's risk over the environments
+    whose batch holds labels of it (all if present is None). risks: (E, T), as env_task_risks returns; present:
+    optional (E, T) boolean. 0 iff every environment has the same risk (and identically 0 with one environment)."""
     if risks.dim() != 2:
         raise ValueError(f"V-REx expects per-environment task risks of shape (E, T), got {tuple(risks.shape)}")
     w = torch.ones_like(risks) if present is None else present.to(risks.dtype)
@@ -200,5 +202,5 @@ def irm_penalty(logits: torch.Tensor, y: torch.Tensor, loss=torch.nn.functional.
     Zero exactly when scaling the outputs of this environment cannot lower its risk (a stationary scale).
     """
     w = torch.ones((), dtype=logits.dtype, device=logits.device, requires_grad=True)
-    g, = torch.autograd.grad(loss(logits * w, y), w, create_graph=True)
+    (g,) = torch.autograd.grad(loss(logits * w, y), w, create_graph=True)
     return g.pow(2)

@@ -24,6 +24,7 @@ matrix or the histogram are moved to the CPU, where accumulators are float64 / i
 
 This module must not import ``mtcrl_lite.core.tasks`` (which imports it).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,13 +33,15 @@ import torch
 import torch.nn.functional as F
 
 DENSE_KINDS = ("segmentation", "depth", "normal", "pixel")
-NORMAL_THRESHOLDS = (11.25, 22.5, 30.0)   # degrees; reported as "within_11.25", "within_22.5", "within_30"
+NORMAL_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; reported as "within_11.25", "within_22.5", "within_30"
 
 
 def _nothing_valid(meter: object) -> ValueError:
-    return ValueError(f"{type(meter).__name__}: no valid pixel/sample for this task in this split, so its metrics "
-                      f"are undefined; enlarge the split (data config) or check that its labels are not all "
-                      f"missing (NaN / negative)")
+    return ValueError(
+        f"{type(meter).__name__}: no valid pixel/sample for this task in this split, so its metrics "
+        f"are undefined; enlarge the split (data config) or check that its labels are not all "
+        f"missing (NaN / negative)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- pure functions
@@ -55,7 +58,7 @@ def auc(score: torch.Tensor, y: torch.Tensor) -> float:
     pos, neg = score[y], torch.sort(score[~y]).values
     if pos.numel() == 0 or neg.numel() == 0:
         return float("nan")
-    below = torch.searchsorted(neg, pos, right=False)        # negatives strictly below each positive
+    below = torch.searchsorted(neg, pos, right=False)  # negatives strictly below each positive
     below_or_tied = torch.searchsorted(neg, pos, right=True)
     wins = below.sum().double() + 0.5 * (below_or_tied - below).sum().double()
     return float(wins / (pos.numel() * neg.numel()))
@@ -73,9 +76,11 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -
     keep = target >= 0
     pred, target = pred[keep].long(), target[keep].long()
     if pred.numel() and (int(target.max()) >= n_classes or int(pred.max()) >= n_classes or int(pred.min()) < 0):
-        raise ValueError(f"confusion_matrix: class index outside [0, {n_classes}) "
-                         f"(targets up to {int(target.max())}, predictions in [{int(pred.min())}, "
-                         f"{int(pred.max())}])")
+        raise ValueError(
+            f"confusion_matrix: class index outside [0, {n_classes}) "
+            f"(targets up to {int(target.max())}, predictions in [{int(pred.min())}, "
+            f"{int(pred.max())}])"
+        )
     counts = torch.bincount(target * n_classes + pred, minlength=n_classes * n_classes)
     return counts.reshape(n_classes, n_classes).cpu()
 
@@ -129,8 +134,9 @@ def angle_errors(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     The cosine is clamped to [-1, 1] before acos. Pixels come in (b, h, w) order.
     """
     if out.shape != y.shape or out.dim() != 4 or out.shape[1] != 3:
-        raise ValueError(f"angle_errors: out and y must both be (B, 3, H, W), got {tuple(out.shape)} and "
-                         f"{tuple(y.shape)}")
+        raise ValueError(
+            f"angle_errors: out and y must both be (B, 3, H, W), got {tuple(out.shape)} and {tuple(y.shape)}"
+        )
     valid = pixel_valid(y, "normal")
     cos = (F.normalize(out, dim=1) * y).sum(1)[valid]
     return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
@@ -156,18 +162,18 @@ def histogram_median(hist: torch.Tensor, edges: torch.Tensor) -> float:
         raise ValueError("histogram_median: empty histogram, the median is undefined")
     cum = hist.cumsum(0)
     half = torch.tensor([total / 2.0], dtype=torch.float64)
-    lo = int(torch.searchsorted(cum, half, right=False))   # first bin whose cumulative count reaches half
-    hi = int(torch.searchsorted(cum, half, right=True))    # first bin whose cumulative count exceeds half
-    if lo == hi:                                            # half the count falls strictly inside bin lo
+    lo = int(torch.searchsorted(cum, half, right=False))  # first bin whose cumulative count reaches half
+    hi = int(torch.searchsorted(cum, half, right=True))  # first bin whose cumulative count exceeds half
+    if lo == hi:  # half the count falls strictly inside bin lo
         before = float(cum[lo - 1]) if lo > 0 else 0.0
         frac = (total / 2.0 - before) / float(hist[lo])
         return float(edges[lo] + frac * (edges[lo + 1] - edges[lo]))
-    return float((edges[lo + 1] + edges[hi]) / 2.0)          # CDF flat at half from edges[lo + 1] to edges[hi]
+    return float((edges[lo + 1] + edges[hi]) / 2.0)  # CDF flat at half from edges[lo + 1] to edges[hi]
 
 
 # ---------------------------------------------------------------------------------------------------- meters
 class ClassificationMeter:
-    """"acc" (argmax accuracy) and, when n_out == 2, "auc" of the score out[:, 1] - out[:, 0].
+    """ "acc" (argmax accuracy) and, when n_out == 2, "auc" of the score out[:, 1] - out[:, 0].
 
     Samples with a negative label (unlabelled) are skipped. State: two counts, plus one float score and one label
     per sample when n_out == 2 (for the AUC).
@@ -205,7 +211,7 @@ class ClassificationMeter:
 
 
 class RegressionMeter:
-    """"rmse" and "mae" over every sample seen; samples with a NaN target (unlabelled) are skipped."""
+    """ "rmse" and "mae" over every sample seen; samples with a NaN target (unlabelled) are skipped."""
 
     def __init__(self):
         self.sq = 0.0
@@ -216,8 +222,9 @@ class RegressionMeter:
         """Add a batch: out (B, 1) or (B,), y (B,) float targets."""
         out, y = out.detach().reshape(-1), y.detach().reshape(-1)
         if out.numel() != y.numel():
-            raise ValueError(f"RegressionMeter: {out.numel()} outputs for {y.numel()} targets "
-                             f"(expected out (B, 1) or (B,))")
+            raise ValueError(
+                f"RegressionMeter: {out.numel()} outputs for {y.numel()} targets (expected out (B, 1) or (B,))"
+            )
         keep = ~torch.isnan(y)
         err = out[keep].double() - y[keep].double()
         self.sq += float(err.pow(2).sum())
@@ -231,7 +238,7 @@ class RegressionMeter:
 
 
 class SegmentationMeter:
-    """"miou" and "pix_acc" (fractions) of the argmax predictions, from a confusion matrix summed over the split.
+    """ "miou" and "pix_acc" (fractions) of the argmax predictions, from a confusion matrix summed over the split.
 
     Pixels with a negative label are ignored. State: an (n_classes, n_classes) int64 matrix.
     """
@@ -246,8 +253,10 @@ class SegmentationMeter:
         """Add a batch: out (B, n_classes, H, W) logits, y (B, H, W) int64 classes (negative = ignore)."""
         out, y = out.detach(), y.detach()
         if out.dim() != 4 or out.shape[1] != self.n_classes or y.shape != out.shape[:1] + out.shape[2:]:
-            raise ValueError(f"SegmentationMeter: expected out (B, {self.n_classes}, H, W) and y (B, H, W), got "
-                             f"{tuple(out.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"SegmentationMeter: expected out (B, {self.n_classes}, H, W) and y (B, H, W), got "
+                f"{tuple(out.shape)} and {tuple(y.shape)}"
+            )
         self.cm += confusion_matrix(out.argmax(1), y, self.n_classes)
 
     def compute(self) -> dict[str, float]:
@@ -257,7 +266,7 @@ class SegmentationMeter:
 
 
 class DepthMeter:
-    """"abs_err" and "rel_err", means over all the valid pixels of the split (not a mean of batch means).
+    """ "abs_err" and "rel_err", means over all the valid pixels of the split (not a mean of batch means).
 
     abs_err = mean |pred - gt| over the pixels whose gt is not NaN; rel_err = mean |pred - gt| / |gt| over those
     pixels whose gt is also non-zero (a zero depth is treated as invalid for the relative error; rel_err is NaN if
@@ -274,8 +283,9 @@ class DepthMeter:
         """Add a batch: out (B, 1, H, W), y (B, 1, H, W) depth, NaN = invalid."""
         out, y = out.detach(), y.detach()
         if out.shape != y.shape or out.dim() != 4 or out.shape[1] != 1:
-            raise ValueError(f"DepthMeter: out and y must both be (B, 1, H, W), got {tuple(out.shape)} and "
-                             f"{tuple(y.shape)}")
+            raise ValueError(
+                f"DepthMeter: out and y must both be (B, 1, H, W), got {tuple(out.shape)} and {tuple(y.shape)}"
+            )
         valid = pixel_valid(y, "depth")
         pred, gt = out[:, 0][valid].double(), y[:, 0][valid].double()
         err = (pred - gt).abs()
@@ -288,8 +298,7 @@ class DepthMeter:
     def compute(self) -> dict[str, float]:
         if self.n == 0:
             raise _nothing_valid(self)
-        return {"abs_err": self.abs / self.n,
-                "rel_err": self.rel / self.n_rel if self.n_rel else float("nan")}
+        return {"abs_err": self.abs / self.n, "rel_err": self.rel / self.n_rel if self.n_rel else float("nan")}
 
 
 class NormalMeter:
@@ -332,7 +341,7 @@ class NormalMeter:
 
 
 class L1Meter:
-    """"l1": mean |out - y| over all the valid entries of the split (kind "pixel": keypoints, edges).
+    """ "l1": mean |out - y| over all the valid entries of the split (kind "pixel": keypoints, edges).
 
     Validity is per entry: an entry of y that is NaN is skipped, the other channels of that pixel still count.
     State: one sum and one count.
@@ -346,8 +355,9 @@ class L1Meter:
         """Add a batch: out and y (B, C, H, W), NaN in y = invalid entry."""
         out, y = out.detach(), y.detach()
         if out.shape != y.shape:
-            raise ValueError(f"L1Meter: out and y must have the same shape, got {tuple(out.shape)} and "
-                             f"{tuple(y.shape)}")
+            raise ValueError(
+                f"L1Meter: out and y must have the same shape, got {tuple(out.shape)} and {tuple(y.shape)}"
+            )
         valid = ~torch.isnan(y)
         self.sum += float((out[valid].double() - y[valid].double()).abs().sum())
         self.n += int(valid.sum())
@@ -378,5 +388,4 @@ def make_meter(kind: str, n_out: int):
         if n_out < 1:
             raise ValueError(f"make_meter: kind 'pixel' needs n_out >= 1, got {n_out}")
         return L1Meter()
-    raise ValueError(f"make_meter: unknown kind {kind!r}; valid: "
-                     f"{('classification', 'regression') + DENSE_KINDS}")
+    raise ValueError(f"make_meter: unknown kind {kind!r}; valid: {('classification', 'regression') + DENSE_KINDS}")

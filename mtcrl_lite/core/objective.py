@@ -13,6 +13,7 @@ holds labels of task t; see tasks.Task for missing labels). For G-IRM the graph 
 and each sample reads its environment's copy, so one call of autograd.grad(Σ R, copies, create_graph=True) yields
 every dR_t^e/dA_t, shape (E, T, K).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,35 +27,53 @@ from .hparams import hp
 from .routing import RoutedModel
 from .tasks import Task
 
-__all__ = ["MTCRLHParams", "RoutedModel", "Task", "forward", "girm_weight", "mtcrl_backward", "mtcrl_loss",
-           "param_groups"]
+__all__ = [
+    "MTCRLHParams",
+    "RoutedModel",
+    "Task",
+    "forward",
+    "girm_weight",
+    "mtcrl_backward",
+    "mtcrl_loss",
+    "param_groups",
+]
 
 
 @dataclass
 class MTCRLHParams:
     lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec")
-    dec_kind: str = hp("corr", doc="L_dec: 'corr' (the squared cross-correlation between modules, ours) or "
-                       "'kernel' (Gaussian-kernel CKA between modules, losses.kernel_dependence; design space, "
-                       "not searched)")
+    dec_kind: str = hp(
+        "corr",
+        doc="L_dec: 'corr' (the squared cross-correlation between modules, ours) or "
+        "'kernel' (Gaussian-kernel CKA between modules, losses.kernel_dependence; design space, "
+        "not searched)",
+    )
     lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)")
     lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph")
     lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in")
     girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
     anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
     lr_graph: float = hp(1.0, 1.0, 100.0, "learning rate of the routing logits Θ as a multiple of train.lr")
-    girm_grad: str = hp("exact", doc="'exact': dR_t^e/dA by double backward through the heads, the penalty's "
-                        "gradient reaches every parameter; 'first_order' (ours, for dense decoders): the same dR_t^e/dA "
-                        "values read off the main backward pass, the penalty's gradient reaching the encoder through "
-                        "the modules Z only (the heads' second derivatives are dropped)")
-    graph_trainable: bool = hp(True, doc="False: the routing logits Θ stay at model.theta_init (the frozen-A "
-                               "control: MT-CRL's architecture and losses with A fixed; G-IRM still penalises "
-                               "dR/dA through the encoder and heads)")
+    girm_grad: str = hp(
+        "exact",
+        doc="'exact': dR_t^e/dA by double backward through the heads, the penalty's "
+        "gradient reaches every parameter; 'first_order' (ours, for dense decoders): the same dR_t^e/dA "
+        "values read off the main backward pass, the penalty's gradient reaching the encoder through "
+        "the modules Z only (the heads' second derivatives are dropped)",
+    )
+    graph_trainable: bool = hp(
+        True,
+        doc="False: the routing logits Θ stay at model.theta_init (the frozen-A "
+        "control: MT-CRL's architecture and losses with A fixed; G-IRM still penalises "
+        "dR/dA through the encoder and heads)",
+    )
 
 
 class Forward(NamedTuple):
     """What one forward pass gives the objective: the named terms (task risks, dec, graph), each sample's
     environment index (B,), the risks R_t^e (E, T), which (E, T) pairs hold labels, the modules Z, the graph copies
     (E, T, K) or None, and each task's head input u_t."""
+
     terms: dict
     env: torch.Tensor
     risks: torch.Tensor
@@ -84,11 +103,14 @@ def _check(model: RoutedModel, tasks: list[Task], h: MTCRLHParams) -> None:
     if h.girm_grad not in ("exact", "first_order"):
         raise ValueError(f"hp.girm_grad must be 'exact' or 'first_order', got {h.girm_grad!r}")
     if h.girm_grad == "first_order" and model.head_read != "concat":
-        raise ValueError("hp.girm_grad = 'first_order' reads dR/dA off concatenated head inputs; with "
-                         "model.head_read = 'sum' pass --set hp.girm_grad=exact")
+        raise ValueError(
+            "hp.girm_grad = 'first_order' reads dR/dA off concatenated head inputs; with "
+            "model.head_read = 'sum' pass --set hp.girm_grad=exact"
+        )
     if h.dec_kind not in L.DECORRELATIONS:
-        raise ValueError(f"hp.dec_kind must be one of {sorted(L.DECORRELATIONS)}, got {h.dec_kind!r}; "
-                         "pass --set hp.dec_kind=corr")
+        raise ValueError(
+            f"hp.dec_kind must be one of {sorted(L.DECORRELATIONS)}, got {h.dec_kind!r}; pass --set hp.dec_kind=corr"
+        )
     if [t.name for t in tasks] != model.task_names:
         raise ValueError(f"tasks {[t.name for t in tasks]} must name the model's heads in order: {model.task_names}")
 
@@ -100,12 +122,12 @@ def forward(model: RoutedModel, tasks: list[Task], h: MTCRLHParams, batches, per
     env = env_index(batches, x.device)
     z = model.modules_of(x)
     a = model.graph
-    copies = a.unsqueeze(0).repeat(len(batches), 1, 1) if per_sample_graph else None   # (E, T, K)
-    if copies is not None and not copies.requires_grad:      # frozen A: G-IRM still needs dR/dA
+    copies = a.unsqueeze(0).repeat(len(batches), 1, 1) if per_sample_graph else None  # (E, T, K)
+    if copies is not None and not copies.requires_grad:  # frozen A: G-IRM still needs dR/dA
         copies.requires_grad_(True)
-    inputs = model.route(z, copies[env] if per_sample_graph else a)      # per-sample graph (B, T, K) or (T, K)
+    inputs = model.route(z, copies[env] if per_sample_graph else a)  # per-sample graph (B, T, K) or (T, K)
     logits = {name: model.heads[name](u) for name, u in inputs.items()}
-    risks, present = L.task_env_risks(tasks, logits, y, env, len(batches))            # (E, T) each
+    risks, present = L.task_env_risks(tasks, logits, y, env, len(batches))  # (E, T) each
     task_risk = L.mean_over_present(risks, present)
     terms = {f"task/{t.name}": task_risk[i] for i, t in enumerate(tasks)}
     terms["dec"] = h.lambda_dec * L.DECORRELATIONS[h.dec_kind](z)
@@ -125,7 +147,7 @@ def mtcrl_loss(model: RoutedModel, tasks: list[Task], batches, h: MTCRLHParams, 
     exact = h.girm_grad == "exact"
     f = forward(model, tasks, h, batches, per_sample_graph=weight > 0 and exact)
     if weight > 0 and exact:
-        grads, = torch.autograd.grad(f.risks.sum(), f.copies, create_graph=True)
+        (grads,) = torch.autograd.grad(f.risks.sum(), f.copies, create_graph=True)
         f.terms["girm"] = weight * L.GIRM_PENALTIES[h.girm](grads, f.present)
     elif weight > 0:
         us = list(f.inputs.values())
@@ -142,13 +164,14 @@ def first_order_graph_grads(f: Forward, deltas) -> torch.Tensor:
     """dR_t^e/dA_tk (E, T, K) from deltas[t] = dTotal/du_t, Total = sum_t mean_{e in E_t} R_t^e: since
     |E_t| dTotal/du_t(b) = dR_t^{e(b)}/du_t(b), dR_t^e/dA_tk = sum_{b in e} <dR_t^e/du_t(b), Z_k(b)> exactly
     (losses.graph_grads_from_inputs), differentiable through Z and constant in the deltas."""
-    n_envs = f.present.sum(0).clamp_min(1).to(f.z.dtype)                # |E_t|
+    n_envs = f.present.sum(0).clamp_min(1).to(f.z.dtype)  # |E_t|
     head_grads = torch.stack([d.view_as(f.z) * n_envs[i] for i, d in enumerate(deltas)])
     return L.graph_grads_from_inputs(head_grads, f.z, f.env, len(f.present))
 
 
-def mtcrl_backward(model: RoutedModel, tasks: list[Task], batches, h: MTCRLHParams, step: int,
-                   check=None) -> dict[str, torch.Tensor]:
+def mtcrl_backward(
+    model: RoutedModel, tasks: list[Task], batches, h: MTCRLHParams, step: int, check=None
+) -> dict[str, torch.Tensor]:
     """Fill every parameter's .grad with the gradient of MT-CRL's objective (as torchjd's mtl_backward does) and
     return its named terms; the caller zeroes the gradients before and steps the optimizer after. With
     h.girm_grad = 'first_order' and G-IRM on, one backward pass through the heads and one through the encoder
@@ -173,9 +196,9 @@ def mtcrl_backward(model: RoutedModel, tasks: list[Task], batches, h: MTCRLHPara
     us = list(f.inputs.values())
     heads = [p for p in model.heads.parameters() if p.requires_grad]
     grads = torch.autograd.grad(_task_total(terms), us + heads, allow_unused=True)
-    for p, g in zip(heads, grads[len(us):]):
+    for p, g in zip(heads, grads[len(us) :]):
         p.grad = g if p.grad is None or g is None else p.grad + g
-    deltas = grads[:len(us)]
+    deltas = grads[: len(us)]
     terms["girm"] = weight * L.GIRM_PENALTIES[h.girm](first_order_graph_grads(f, deltas), f.present)
     check({"girm": terms["girm"]})
     surrogate = sum((d * u).sum() for d, u in zip(deltas, us)) + terms["dec"] + terms["graph"] + terms["girm"]

@@ -1,5 +1,6 @@
 """MT-CRL's architecture around any encoder and heads: K modules (channel groups of the encoder's output) routed
 to one head per task by the graph A = sigmoid(Θ) (T, K). Imports torch only."""
+
 from __future__ import annotations
 
 import torch
@@ -32,16 +33,27 @@ class RoutedModel(nn.Module):
     gate = "hard": A = 1[sigmoid(Θ) > 0.5] forward, the sigmoid's gradient backward (exact zeros).
     """
 
-    def __init__(self, encoder: nn.Module, heads, n_modules: int, theta_init: float = 1.0,
-                 head_read: str = "concat", gate: str = "sigmoid"):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        heads,
+        n_modules: int,
+        theta_init: float = 1.0,
+        head_read: str = "concat",
+        gate: str = "sigmoid",
+    ):
         super().__init__()
         for key, value, valid in (("head_read", head_read, HEAD_READS), ("gate", gate, GATES)):
             if value not in valid:
-                raise ValueError(f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}")
+                raise ValueError(
+                    f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}"
+                )
         heads = heads if isinstance(heads, nn.ModuleDict) else nn.ModuleDict(dict(heads))
         if n_modules < 1 or not len(heads):
-            raise ValueError(f"a routed model needs n_modules >= 1 and at least one head, got n_modules = "
-                             f"{n_modules} and heads {list(heads)}")
+            raise ValueError(
+                f"a routed model needs n_modules >= 1 and at least one head, got n_modules = "
+                f"{n_modules} and heads {list(heads)}"
+            )
         self.task_names, self.k = list(heads), int(n_modules)
         self.head_read, self.gate = head_read, gate
         self.encoder = encoder
@@ -56,8 +68,10 @@ class RoutedModel(nn.Module):
     def modules_of(self, x) -> torch.Tensor:
         h = self.encoder(x)
         if h.dim() < 2 or h.shape[1] % self.k:
-            raise ValueError(f"the encoder's output {tuple(h.shape)} must be (B, W) or (B, W, h, w) with W divisible "
-                             f"by n_modules = {self.k}; change the encoder's width or n_modules")
+            raise ValueError(
+                f"the encoder's output {tuple(h.shape)} must be (B, W) or (B, W, h, w) with W divisible "
+                f"by n_modules = {self.k}; change the encoder's width or n_modules"
+            )
         return h.view(h.shape[0], self.k, h.shape[1] // self.k, *h.shape[2:])
 
     def route(self, z: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -66,7 +80,7 @@ class RoutedModel(nn.Module):
         b, width, spatial = z.shape[0], z.shape[1] * z.shape[2], z.shape[3:]
         out = {}
         for i, name in enumerate(self.task_names):
-            w = a[i] if a.dim() == 2 else a[:, i]          # (K,) or (B, K)
+            w = a[i] if a.dim() == 2 else a[:, i]  # (K,) or (B, K)
             w = w.reshape(*w.shape, *([1] * (1 + len(spatial))))
             out[name] = (w * z).sum(1) if self.head_read == "sum" else (w * z).reshape(b, width, *spatial)
         return out

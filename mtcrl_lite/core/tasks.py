@@ -1,4 +1,5 @@
 """Task descriptions: what a head predicts, its loss, and which metrics (with their direction) it reports."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,10 +11,23 @@ from . import meters as M
 from .meters import auc  # noqa: F401  (re-exported: tasks.auc)
 
 # Direction of every metric the package reports: True if higher is better. Drives Δ signs and model selection.
-HIGHER_IS_BETTER = {"acc": True, "loss": False, "auc": True, "rmse": False, "mae": False,
-                    "miou": True, "pix_acc": True, "abs_err": False, "rel_err": False,
-                    "mean_angle": False, "median_angle": False, "within_11.25": True, "within_22.5": True,
-                    "within_30": True, "l1": False}
+HIGHER_IS_BETTER = {
+    "acc": True,
+    "loss": False,
+    "auc": True,
+    "rmse": False,
+    "mae": False,
+    "miou": True,
+    "pix_acc": True,
+    "abs_err": False,
+    "rel_err": False,
+    "mean_angle": False,
+    "median_angle": False,
+    "within_11.25": True,
+    "within_22.5": True,
+    "within_30": True,
+    "l1": False,
+}
 # Per-sample kinds (one label per sample) and dense kinds (one label per pixel; see DENSE_KINDS below).
 KINDS = ("classification", "regression", "segmentation", "depth", "normal", "pixel")
 # Dense label conventions (B = batch, H x W pixels; outputs of a model have the same spatial size):
@@ -41,9 +55,10 @@ class Task:
     add nothing to the loss (`per_sample_loss` is 0 for them, with zero gradient), losses are means over labelled
     samples, and metrics are computed on the labelled samples / valid pixels only.
     """
+
     name: str
-    kind: str            # one of KINDS
-    n_out: int           # classes, or output channels (1 for scalar regression and depth, 3 for normals)
+    kind: str  # one of KINDS
+    n_out: int  # classes, or output channels (1 for scalar regression and depth, 3 for normals)
     primary: str = "acc"  # metric used for model selection and the paper's Δ
 
     def __post_init__(self):
@@ -80,7 +95,7 @@ class Task:
         environment); 0, still attached to the graph, when none is labelled."""
         return self.per_sample_loss(out, y).sum() / self.labelled(y).sum().clamp_min(1)
 
-    def meter(self) -> "TaskMeter":
+    def meter(self) -> TaskMeter:
         """A streaming accumulator of this task's metrics: meter.update(out, y) per batch, meter.compute()."""
         return TaskMeter(self)
 
@@ -106,14 +121,16 @@ class TaskMeter:
         self.loss_sum += float(t.per_sample_loss(out, y).double().sum())
         self.n += int(mask.sum())
         if t.dense:
-            self.kind_meter.update(out, y)            # dense meters mask invalid pixels themselves
+            self.kind_meter.update(out, y)  # dense meters mask invalid pixels themselves
         elif bool(mask.any()):
             self.kind_meter.update(out[mask], y[mask])
 
     def compute(self) -> dict[str, float]:
         if self.n == 0:
-            raise ValueError(f"task {self.task.name}: no labelled sample in this split, so its metrics are undefined; "
-                             f"enlarge the split (data config) so that every task is represented")
+            raise ValueError(
+                f"task {self.task.name}: no labelled sample in this split, so its metrics are undefined; "
+                f"enlarge the split (data config) so that every task is represented"
+            )
         return {"loss": self.loss_sum / self.n, **self.kind_meter.compute()}
 
 
@@ -121,9 +138,9 @@ def dense_per_sample_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torc
     """(B,) mean per-pixel loss over each sample's valid pixels (0, without gradient, for a sample with none).
 
     segmentation: cross-entropy; depth and pixel: L1 (mean over channels); normal: 1 - cos(normalise(out), y)."""
-    valid = M.pixel_valid(y, kind)                                          # (B, H, W)
+    valid = M.pixel_valid(y, kind)  # (B, H, W)
     if kind == "segmentation":
-        pix = F.cross_entropy(out, y.clamp_min(0), reduction="none")       # (B, H, W)
+        pix = F.cross_entropy(out, y.clamp_min(0), reduction="none")  # (B, H, W)
     else:
         target = torch.nan_to_num(y.to(out.dtype), nan=0.0)
         if kind == "normal":

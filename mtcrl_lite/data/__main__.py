@@ -11,28 +11,37 @@ def write_fixture(name: str, folder: str, views: int, size: int, seed: int, layo
     """Write the fixture of dataset `name` under `folder`; returns a description of what was written."""
     if name == "taskonomy":
         from mtcrl_lite.data import taskonomy as T
+
         buildings = T.fixture_buildings()
         root = T.write_fixture(folder, buildings, views_per_building=views, size=size, seed=seed)
         n_files = sum(1 for _ in root.rglob("*.png"))
         lists = T.split_lists()
         parts = {p: [b for b in buildings if b in lists[p]] for p in T.PARTS}
-        return (f"taskonomy fixture: {n_files} PNG files in {root}: {len(buildings)} buildings "
-                f"(train {', '.join(parts['train'])}; val {', '.join(parts['val'])}; "
-                f"test {', '.join(parts['test'])}), {views} views each, {size}x{size}, folders rgb "
-                f"{' '.join(T.TASK_NAMES)}.\nUse it with --set data.root={root} (split 'taskgrouping').")
+        return (
+            f"taskonomy fixture: {n_files} PNG files in {root}: {len(buildings)} buildings "
+            f"(train {', '.join(parts['train'])}; val {', '.join(parts['val'])}; "
+            f"test {', '.join(parts['test'])}), {views} views each, {size}x{size}, folders rgb "
+            f"{' '.join(T.TASK_NAMES)}.\nUse it with --set data.root={root} (split 'taskgrouping')."
+        )
     if name in ("nyuv2", "cityscapes"):
         from mtcrl_lite.data import cityscapes, nyuv2
+
         if name == "nyuv2":
             root = nyuv2.write_fixture(folder, seed=seed)
             what = "the MTAN layout (train/ val/ with image label depth normal, scene_types.csv)"
         else:
             root = cityscapes.write_fixture(folder, layout=layout, seed=seed)
-            what = (f"the {layout} layout" + (" (train/ val/ with image label_7 depth, cities.csv)"
-                                              if layout == "mtan" else " (leftImg8bit gtFine disparity)"))
+            what = f"the {layout} layout" + (
+                " (train/ val/ with image label_7 depth, cities.csv)"
+                if layout == "mtan"
+                else " (leftImg8bit gtFine disparity)"
+            )
         n_files = sum(1 for p in root.rglob("*") if p.is_file())
         extra = " --set data.layout=official" if layout == "official" else ""
-        return (f"{name} fixture: {n_files} files in {root}, {what}.\n"
-                f"Use it with --dataset {name} --set data.root={root}{extra}")
+        return (
+            f"{name} fixture: {n_files} files in {root}, {what}.\n"
+            f"Use it with --dataset {name} --set data.root={root}{extra}"
+        )
     raise KeyError(f"no fixture for {name!r}; valid: {FIXTURES}")
 
 
@@ -49,14 +58,18 @@ def main(argv=None) -> int:
     x.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--layout", default="mtan", choices=["mtan", "official"], help="cityscapes: which layout")
-    m = sub.add_parser("nyuv2-manifest", help="write ROOT/scene_types.csv from the official NYUv2 files "
-                                              "(the split by scene type; see mtcrl_lite/data/nyuv2_manifest.py)")
+    m = sub.add_parser(
+        "nyuv2-manifest",
+        help="write ROOT/scene_types.csv from the official NYUv2 files "
+        "(the split by scene type; see mtcrl_lite/data/nyuv2_manifest.py)",
+    )
     m.add_argument("labeled", help="nyu_depth_v2_labeled.mat (official, MATLAB v7.3)")
     m.add_argument("splits", help="splits.mat (official: trainNdxs, testNdxs)")
     m.add_argument("root", help="the MTAN NYUv2 copy (data.root) to write scene_types.csv into")
     args = p.parse_args(argv)
     if args.cmd == "nyuv2-manifest":
         from mtcrl_lite.data.nyuv2_manifest import write_manifest_from_official
+
         print(f"wrote {write_manifest_from_official(args.labeled, args.splits, args.root)}")
         return 0
     if args.cmd == "fixture":

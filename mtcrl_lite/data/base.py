@@ -15,10 +15,11 @@ and `split[i]` with a single int returns one sample without the batch dimension.
 uint8 inputs are scaled to [0, 1]. Labels keep their dtype (int64 classes, float32 targets). Missing labels and
 invalid pixels are marked in the label itself: a negative class, or NaN for a float target (see tasks.Task).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ class Split(Dataset):
             return x[0], {t: v[0] for t, v in y.items()}
         return x, y
 
-    def take(self, idx) -> "Split":
+    def take(self, idx) -> Split:
         """The sub-split of samples `idx` (a view for FileSplit, a copy for ArraySplit)."""
         return Subset(self, np.asarray(idx, dtype=np.int64))
 
@@ -82,7 +83,7 @@ class ArraySplit(Split):
     def load(self, idx):
         return self.x[idx], {t: yt[idx] for t, yt in self.y.items()}
 
-    def take(self, idx) -> "ArraySplit":
+    def take(self, idx) -> ArraySplit:
         return ArraySplit(self.x[idx], {t: yt[idx] for t, yt in self.y.items()})
 
     @property
@@ -146,9 +147,10 @@ class ConcatSplit(Split):
 class TabularSpec:
     """Vector inputs (D,) some of whose columns hold integer ids stored as floats (e.g. a user id): a dataset
     passes this as `MTLData.input_spec` instead of a plain shape to get `TabularTrunk`."""
-    n_features: int                              # D
-    categorical: tuple[tuple[int, int], ...]     # (column, cardinality) per id column
-    emb_dim: int = 16                            # embedding size of every id column
+
+    n_features: int  # D
+    categorical: tuple[tuple[int, int], ...]  # (column, cardinality) per id column
+    emb_dim: int = 16  # embedding size of every id column
 
 
 @dataclass
@@ -158,13 +160,14 @@ class MTLData:
     `info` is free-form provenance printed by notebooks (e.g. per-environment label correlation,
     `stand_in=True` for synthetic substitutes of unavailable datasets).
     """
+
     name: str
     tasks: list[Task]
     train_envs: dict[str, Split]
     val: Split
     test: Split
     info: dict = field(default_factory=dict)
-    input_spec: object = None    # what models build their trunk from; None = input_shape (see models.trunk_for)
+    input_spec: object = None  # what models build their trunk from; None = input_shape (see models.trunk_for)
 
     def __post_init__(self):
         if len(self.train_envs) == 0:
@@ -189,6 +192,8 @@ class MTLData:
         """The training environments pooled, in order (an ArraySplit when they all are)."""
         envs = list(self.train_envs.values())
         if all(isinstance(s, ArraySplit) for s in envs):
-            return ArraySplit(np.concatenate([s.x for s in envs]),
-                              {t.name: np.concatenate([s.y[t.name] for s in envs]) for t in self.tasks})
+            return ArraySplit(
+                np.concatenate([s.x for s in envs]),
+                {t.name: np.concatenate([s.y[t.name] for s in envs]) for t in self.tasks},
+            )
         return ConcatSplit(envs)

@@ -9,6 +9,7 @@ item of `EnvBatches` (a Dataset over the environments) indexed by the plan's `{e
 `training_environments` is the one place where the training environments are chosen (`train.envs`): the dataset's
 own, or the control "random", the same pooled samples dealt at random into environments of the same sizes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,7 @@ def epoch_plan(sizes: dict[str, int], batch_size: int, seed: int, epoch: int) ->
     for env, n in sizes.items():
         reps = math.ceil(steps * per_env / n)
         streams[env] = np.concatenate([rng.permutation(n) for _ in range(reps)])
-    return [{env: s[i * per_env:(i + 1) * per_env] for env, s in streams.items()} for i in range(steps)]
+    return [{env: s[i * per_env : (i + 1) * per_env] for env, s in streams.items()} for i in range(steps)]
 
 
 class EpochPlan(Sampler):
@@ -100,19 +101,25 @@ def to_batch(split: Split, idx, device) -> tuple[torch.Tensor, dict[str, torch.T
 def _loader_kwargs(num_workers: int, device) -> dict:
     if num_workers < 0:
         raise ValueError(f"train.num_workers must be >= 0, got {num_workers}")
-    return {"batch_size": None, "num_workers": num_workers, "pin_memory": torch.device(device).type == "cuda",
-            "persistent_workers": False}
+    return {
+        "batch_size": None,
+        "num_workers": num_workers,
+        "pin_memory": torch.device(device).type == "cuda",
+        "persistent_workers": False,
+    }
 
 
-def train_steps(envs: dict[str, Split], batch_size: int, seed: int, epoch: int, num_workers: int = 0,
-                device="cpu") -> DataLoader:
+def train_steps(
+    envs: dict[str, Split], batch_size: int, seed: int, epoch: int, num_workers: int = 0, device="cpu"
+) -> DataLoader:
     """DataLoader over one epoch's steps, each `{env: (x, {task: y})}` (on the CPU; see to_device)."""
     plan = EpochPlan({e: len(s) for e, s in envs.items()}, batch_size, seed, epoch)
     return DataLoader(EnvBatches(envs), sampler=plan, **_loader_kwargs(num_workers, device))
 
 
-def eval_batches(split: Split, n: int | None = None, chunk: int = 256, num_workers: int = 0,
-                 device="cpu") -> DataLoader:
+def eval_batches(
+    split: Split, n: int | None = None, chunk: int = 256, num_workers: int = 0, device="cpu"
+) -> DataLoader:
     """DataLoader over the first `n` samples of `split` (all if None) in order, `chunk` at a time."""
     n = len(split) if n is None else min(n, len(split))
     sampler = BatchSampler(SequentialSampler(range(n)), chunk, drop_last=False)

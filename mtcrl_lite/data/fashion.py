@@ -9,6 +9,7 @@ label-label confounder right = (left + corr_shift) % 10 with probability p per e
 and the same split discipline for each source (train environments from train[:50000], validation from
 train[50000:], test from the test set).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,10 +26,12 @@ def load_fashion(root=None) -> dict[str, np.ndarray]:
     """The four Fashion-MNIST arrays (60,000 + 10,000 28x28 uint8, labels 0-9), sha256-verified, as `load_mnist`.
     Raises DataMissingError (with the fetch command) if absent."""
     folder = verify("fashion", root)
-    return {"train_x": read_idx(folder / "train-images-idx3-ubyte"),
-            "train_y": read_idx(folder / "train-labels-idx1-ubyte"),
-            "test_x": read_idx(folder / "t10k-images-idx3-ubyte"),
-            "test_y": read_idx(folder / "t10k-labels-idx1-ubyte")}
+    return {
+        "train_x": read_idx(folder / "train-images-idx3-ubyte"),
+        "train_y": read_idx(folder / "train-labels-idx1-ubyte"),
+        "test_x": read_idx(folder / "t10k-images-idx3-ubyte"),
+        "test_y": read_idx(folder / "t10k-labels-idx1-ubyte"),
+    }
 
 
 def build_multifashion(cfg: MultiMNISTConfig) -> MTLData:

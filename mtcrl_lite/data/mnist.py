@@ -17,6 +17,7 @@ Digit instances are disjoint across splits: train environments draw from MNIST-t
 from MNIST-train[50000:], test from MNIST-test (`split_pools`). `build_from_pools` also takes a (left, right)
 pair of pools per split, which `fashion.py` uses for Multi-Fashion and Fashion+MNIST.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,10 +50,12 @@ def read_idx(path: Path) -> np.ndarray:
 def load_mnist(root=None) -> dict[str, np.ndarray]:
     """The four MNIST arrays, sha256-verified. Raises DataMissingError (with the fetch command) if absent."""
     folder = verify("mnist", root)
-    return {"train_x": read_idx(folder / "train-images-idx3-ubyte"),
-            "train_y": read_idx(folder / "train-labels-idx1-ubyte"),
-            "test_x": read_idx(folder / "t10k-images-idx3-ubyte"),
-            "test_y": read_idx(folder / "t10k-labels-idx1-ubyte")}
+    return {
+        "train_x": read_idx(folder / "train-images-idx3-ubyte"),
+        "train_y": read_idx(folder / "train-labels-idx1-ubyte"),
+        "test_x": read_idx(folder / "t10k-images-idx3-ubyte"),
+        "test_y": read_idx(folder / "t10k-labels-idx1-ubyte"),
+    }
 
 
 class DigitPool:
@@ -72,8 +75,9 @@ class DigitPool:
         return self.images[pick]
 
 
-def compose(left: np.ndarray, right: np.ndarray, rng: np.random.Generator, downsample: int = 1,
-            chunk: int = 4096) -> np.ndarray:
+def compose(
+    left: np.ndarray, right: np.ndarray, rng: np.random.Generator, downsample: int = 1, chunk: int = 4096
+) -> np.ndarray:
     """Place two batches of 28x28 digits on 64x64 canvases (uint8), then average-pool by `downsample`."""
     n = len(left)
     if left.shape[1:] != (DIGIT, DIGIT) or right.shape != left.shape:
@@ -91,17 +95,17 @@ def compose(left: np.ndarray, right: np.ndarray, rng: np.random.Generator, downs
         canvas = np.zeros(m * CANVAS * CANVAS, dtype=np.uint8)
         base = (np.arange(m) * CANVAS * CANVAS)[:, None, None]
         for k, digits in enumerate((left, right)):
-            rows = (dy[k, s:s + m, None] + r)[:, :, None] * CANVAS
-            cols = (dx[k, s:s + m, None] + r)[:, None, :]
-            canvas[base + rows + cols] = digits[s:s + m]
+            rows = (dy[k, s : s + m, None] + r)[:, :, None] * CANVAS
+            cols = (dx[k, s : s + m, None] + r)[:, None, :]
+            canvas[base + rows + cols] = digits[s : s + m]
         canvas = canvas.reshape(m, CANVAS, CANVAS)
         if downsample > 1:
             pooled = np.zeros((m, side, side), dtype=np.uint16)
-            for i in range(downsample):          # strided sums: ~15x faster than reshape().sum()
+            for i in range(downsample):  # strided sums: ~15x faster than reshape().sum()
                 for j in range(downsample):
                     pooled += canvas[:, i::downsample, j::downsample]
-            canvas = ((pooled + downsample ** 2 // 2) // downsample ** 2).astype(np.uint8)
-        out[s:s + m] = canvas
+            canvas = ((pooled + downsample**2 // 2) // downsample**2).astype(np.uint8)
+        out[s : s + m] = canvas
     return out
 
 
@@ -131,33 +135,36 @@ def pair_labels(n: int, codes: np.ndarray, rng: np.random.Generator) -> tuple[np
 @dataclass
 class MultiMNISTConfig:
     """Data parameters of Multi-MNIST (all overridable with --set data.KEY=VALUE)."""
-    shift: str = "corr"                        # "corr" (label-label correlation) or "pairs" (disjoint pair classes)
+
+    shift: str = "corr"  # "corr" (label-label correlation) or "pairs" (disjoint pair classes)
     train_corrs: tuple[float, ...] = (0.9, 0.7)  # one training environment per entry (shift="corr")
     val_corr: float = 0.0
     test_corr: float = 0.0
-    corr_shift: int = 1                        # f(left) = (left + corr_shift) % 10
-    n_pair_envs: int = 2                       # training environments for shift="pairs"
+    corr_shift: int = 1  # f(left) = (left + corr_shift) % 10
+    n_pair_envs: int = 2  # training environments for shift="pairs"
     n_train_per_env: int = 6000
     n_val: int = 2000
     n_test: int = 4000
-    downsample: int = 2                        # 1: 64x64 (paper geometry), 2: 32x32 (CPU default)
-    data_seed: int = 0                         # the data is fixed across training seeds unless changed
-    root: str = ""                             # data cache ("" = default)
+    downsample: int = 2  # 1: 64x64 (paper geometry), 2: 32x32 (CPU default)
+    data_seed: int = 0  # the data is fixed across training seeds unless changed
+    root: str = ""  # data cache ("" = default)
 
 
 TASKS = [Task("left", "classification", 10), Task("right", "classification", 10)]
 
 
-Pools = DigitPool | tuple[DigitPool, DigitPool]   # one pool for both halves, or (left pool, right pool)
+Pools = DigitPool | tuple[DigitPool, DigitPool]  # one pool for both halves, or (left pool, right pool)
 
 
 def split_pools(arrays: dict[str, np.ndarray]) -> dict[str, DigitPool]:
     """The three disjoint pools of a 60,000 + 10,000 IDX dataset (MNIST, Fashion-MNIST): train = train[:50000],
     val = train[50000:], test = the test set; so no image instance is in two splits."""
     x, y = arrays["train_x"], arrays["train_y"]
-    return {"train": DigitPool(x[:-N_VAL_POOL], y[:-N_VAL_POOL]),
-            "val": DigitPool(x[-N_VAL_POOL:], y[-N_VAL_POOL:]),
-            "test": DigitPool(arrays["test_x"], arrays["test_y"])}
+    return {
+        "train": DigitPool(x[:-N_VAL_POOL], y[:-N_VAL_POOL]),
+        "val": DigitPool(x[-N_VAL_POOL:], y[-N_VAL_POOL:]),
+        "test": DigitPool(arrays["test_x"], arrays["test_y"]),
+    }
 
 
 def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, Pools], name: str) -> MTLData:
@@ -173,23 +180,26 @@ def build_from_pools(cfg: MultiMNISTConfig, pools: dict[str, Pools], name: str) 
     info = {"shift": cfg.shift, "input": f"{CANVAS // cfg.downsample}x{CANVAS // cfg.downsample}"}
     if cfg.shift == "corr":
         names = [f"p={p:g}" for p in cfg.train_corrs]
-        if len(set(names)) < len(names):              # equal correlations (a shift curve at 0): number them
+        if len(set(names)) < len(names):  # equal correlations (a shift curve at 0): number them
             names = [f"env{i}:{n}" for i, n in enumerate(names)]
-        envs = {n: make(pools["train"], *correlated_labels(cfg.n_train_per_env, p, cfg.corr_shift, rng))
-                for n, p in zip(names, cfg.train_corrs)}
+        envs = {
+            n: make(pools["train"], *correlated_labels(cfg.n_train_per_env, p, cfg.corr_shift, rng))
+            for n, p in zip(names, cfg.train_corrs)
+        }
         val = make(pools["val"], *correlated_labels(cfg.n_val, cfg.val_corr, cfg.corr_shift, rng))
         test = make(pools["test"], *correlated_labels(cfg.n_test, cfg.test_corr, cfg.corr_shift, rng))
     elif cfg.shift == "pairs":
         tr, va, te = pair_class_split(cfg.data_seed)
-        groups = [tr[i::cfg.n_pair_envs] for i in range(cfg.n_pair_envs)]
-        envs = {f"pairs{i}": make(pools["train"], *pair_labels(cfg.n_train_per_env, g, rng))
-                for i, g in enumerate(groups)}
+        groups = [tr[i :: cfg.n_pair_envs] for i in range(cfg.n_pair_envs)]
+        envs = {
+            f"pairs{i}": make(pools["train"], *pair_labels(cfg.n_train_per_env, g, rng)) for i, g in enumerate(groups)
+        }
         val = make(pools["val"], *pair_labels(cfg.n_val, va, rng))
         test = make(pools["test"], *pair_labels(cfg.n_test, te, rng))
         info["pair_classes"] = {"train": tr.tolist(), "val": va.tolist(), "test": te.tolist()}
     else:
         raise ValueError(f"unknown shift {cfg.shift!r}; valid: 'corr', 'pairs'")
-    f = lambda s: float(np.mean(s.y["right"] == (s.y["left"] + cfg.corr_shift) % 10)) if len(s) else None  # noqa: E731
+    f = lambda s: float(np.mean(s.y["right"] == (s.y["left"] + cfg.corr_shift) % 10)) if len(s) else None
     info["P(right=f(left))"] = {**{e: f(s) for e, s in envs.items()}, "val": f(val), "test": f(test)}
     return MTLData(name, list(TASKS), envs, val, test, info)
 
@@ -210,6 +220,7 @@ def fake_digits(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class DebugConfig(MultiMNISTConfig):
     """A tiny Multi-MNIST made of synthetic digits: no download, for tests (DomainBed's debug datasets)."""
+
     n_train_per_env: int = 64
     n_val: int = 64
     n_test: int = 64

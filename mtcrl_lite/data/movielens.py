@@ -18,6 +18,7 @@ the two index columns are embedded by models.TabularTrunk.
 Shift: release year <= train_max_year trains, (train_max_year, val_max_year] validates, later tests;
 training environments are release-year buckets cut at `env_edges`.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,7 @@ from mtcrl_lite.data.sources import verify
 
 GENRES = ("Drama", "Film-Noir", "Mystery", "Romance", "Children's", "Animation", "Musical", "Adventure")
 DENSE = ("gender", "age", "year")
-N_ID_COLS = 2                      # user, occupation
+N_ID_COLS = 2  # user, occupation
 TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 
 
@@ -60,25 +61,46 @@ def parse_items(df: pd.DataFrame) -> pd.DataFrame:
     from_title = year.isna() & found.notna()
     year = year.where(~from_title, pd.to_numeric(found, errors="coerce"))
     title = df["movie_title"].where(~from_title, df["movie_title"].str.replace(TITLE_YEAR, "", regex=True))
-    return pd.DataFrame({"item_id": df["item_id"].astype(int), "title": title, "year": year.astype(float),
-                         "year_from_title": from_title, "genres": df["class"].str.split().apply(tuple)})
+    return pd.DataFrame(
+        {
+            "item_id": df["item_id"].astype(int),
+            "title": title,
+            "year": year.astype(float),
+            "year_from_title": from_title,
+            "genres": df["class"].str.split().apply(tuple),
+        }
+    )
 
 
 def parse_users(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": df["user_id"].astype(int), "age": df["age"].astype(int),
-                         "gender": df["gender"], "occupation": df["occupation"]})
+    return pd.DataFrame(
+        {
+            "user_id": df["user_id"].astype(int),
+            "age": df["age"].astype(int),
+            "gender": df["gender"],
+            "occupation": df["occupation"],
+        }
+    )
 
 
 def parse_ratings(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": df["user_id"].astype(int), "item_id": df["item_id"].astype(int),
-                         "rating": df["rating"].astype(float)})
+    return pd.DataFrame(
+        {
+            "user_id": df["user_id"].astype(int),
+            "item_id": df["item_id"].astype(int),
+            "rating": df["rating"].astype(float),
+        }
+    )
 
 
 def read_movielens(folder) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ratings, users, items) parsed from a folder holding the three ml-100k files (no checksum check)."""
     folder = Path(folder)
-    return (parse_ratings(read_atomic(folder / "ml-100k.inter")), parse_users(read_atomic(folder / "ml-100k.user")),
-            parse_items(read_atomic(folder / "ml-100k.item")))
+    return (
+        parse_ratings(read_atomic(folder / "ml-100k.inter")),
+        parse_users(read_atomic(folder / "ml-100k.user")),
+        parse_items(read_atomic(folder / "ml-100k.item")),
+    )
 
 
 def load_movielens(root=None):
@@ -121,8 +143,9 @@ def year_split(years: np.ndarray, train_max_year: int, val_max_year: int) -> np.
 def env_names(edges: tuple[int, ...], train_max_year: int) -> list[str]:
     """Names of the release-year buckets: edges (1970, 1985) and 1994 -> ['<=1970', '1971-1985', '1986-1994']."""
     if list(edges) != sorted(set(edges)) or (edges and edges[-1] >= train_max_year):
-        raise ValueError(f"data.env_edges {edges} must increase strictly and stay below train_max_year "
-                         f"({train_max_year})")
+        raise ValueError(
+            f"data.env_edges {edges} must increase strictly and stay below train_max_year ({train_max_year})"
+        )
     bounds = [None, *edges, train_max_year]
     return [f"<={bounds[1]}" if lo is None else f"{lo + 1}-{hi}" for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -135,17 +158,18 @@ def year_env(years: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
 @dataclass
 class MovieLensConfig:
     """Data parameters of MovieLens (all overridable with --set data.KEY=VALUE)."""
-    target: str = "rating"                   # "rating" (regression, RMSE) or "like" (rating >= 4, AUC)
-    genres: tuple[str, ...] = GENRES         # one task per genre (the paper's slide)
-    train_max_year: int = 1994               # release year <= this: training
-    val_max_year: int = 1995                 # (train_max_year, this]: validation; later: test
+
+    target: str = "rating"  # "rating" (regression, RMSE) or "like" (rating >= 4, AUC)
+    genres: tuple[str, ...] = GENRES  # one task per genre (the paper's slide)
+    train_max_year: int = 1994  # release year <= this: training
+    val_max_year: int = 1995  # (train_max_year, this]: validation; later: test
     env_edges: tuple[int, ...] = (1970, 1985)  # training environments: release-year buckets cut here
-    min_title_count: int = 2                 # vocabulary: words in >= this many training titles
-    min_ratings: int = 50                    # every task needs this many ratings in train, val and test
-    emb_dim: int = 16                        # embedding size of the user and occupation ids
-    max_train_per_env: int = 0               # > 0: subsample each training environment (smoke scale)
-    data_seed: int = 0                       # row order and subsampling
-    root: str = ""                           # data cache ("" = default)
+    min_title_count: int = 2  # vocabulary: words in >= this many training titles
+    min_ratings: int = 50  # every task needs this many ratings in train, val and test
+    emb_dim: int = 16  # embedding size of the user and occupation ids
+    max_train_per_env: int = 0  # > 0: subsample each training environment (smoke scale)
+    data_seed: int = 0  # row order and subsampling
+    root: str = ""  # data cache ("" = default)
 
 
 def make_tasks(cfg: MovieLensConfig) -> list[Task]:
@@ -156,8 +180,9 @@ def make_tasks(cfg: MovieLensConfig) -> list[Task]:
     raise ValueError(f"data.target must be 'rating' or 'like', got {cfg.target!r}")
 
 
-def build_from_tables(cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.DataFrame,
-                      items: pd.DataFrame, name: str = "movielens") -> MTLData:
+def build_from_tables(
+    cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, name: str = "movielens"
+) -> MTLData:
     tasks = make_tasks(cfg)
     genres = list(cfg.genres)
     if len(set(genres)) != len(genres) or not genres:
@@ -165,8 +190,10 @@ def build_from_tables(cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.Dat
     known = set(g for gs in items.genres for g in gs)
     if set(genres) - known:
         raise ValueError(f"unknown genres {sorted(set(genres) - known)}; valid: {sorted(known)}")
-    dropped = {"items without a release year": int(items.year.isna().sum()),
-               "items with the year taken from the title": int(items.year_from_title.sum())}
+    dropped = {
+        "items without a release year": int(items.year.isna().sum()),
+        "items with the year taken from the title": int(items.year_from_title.sum()),
+    }
     items = items[items.year.notna()]
     df = ratings.merge(items, on="item_id", how="inner").merge(users, on="user_id", how="inner")
     member = np.array([[g in gs for g in genres] for gs in df.genres], dtype=bool).reshape(len(df), len(genres))
@@ -180,14 +207,27 @@ def build_from_tables(cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.Dat
     train_titles = df.loc[split == "train"].drop_duplicates("item_id").title
     vocab = build_vocab(train_titles, cfg.min_title_count)
     title_bow = dict(zip(items.item_id, bag_of_words(list(items.title), vocab)))
-    x = np.concatenate([
-        np.stack([df.user_id.map(user_index), df.occupation.map(occ_index), (df.gender == "F").astype(float),
-                  df.age / 100.0, (df.year - 1990.0) / 10.0], 1).astype(np.float32),
-        np.stack([title_bow[i] for i in df.item_id]) if len(df) else np.zeros((0, len(vocab)), np.float32)], 1)
+    x = np.concatenate(
+        [
+            np.stack(
+                [
+                    df.user_id.map(user_index),
+                    df.occupation.map(occ_index),
+                    (df.gender == "F").astype(float),
+                    df.age / 100.0,
+                    (df.year - 1990.0) / 10.0,
+                ],
+                1,
+            ).astype(np.float32),
+            np.stack([title_bow[i] for i in df.item_id]) if len(df) else np.zeros((0, len(vocab)), np.float32),
+        ],
+        1,
+    )
     offset = float(df.rating[split == "train"].mean()) if cfg.target == "rating" else 0.0
-    if cfg.target == "rating":       # centred on the training mean: RMSE and MAE are unchanged, heads start near it
-        ys = {t.name: np.where(member[:, j], df.rating - offset, np.nan).astype(np.float32)
-              for j, t in enumerate(tasks)}
+    if cfg.target == "rating":  # centred on the training mean: RMSE and MAE are unchanged, heads start near it
+        ys = {
+            t.name: np.where(member[:, j], df.rating - offset, np.nan).astype(np.float32) for j, t in enumerate(tasks)
+        }
     else:
         ys = {t.name: np.where(member[:, j], (df.rating >= 4).astype(np.int64), -1) for j, t in enumerate(tasks)}
     rng = np.random.default_rng(cfg.data_seed)
@@ -201,27 +241,46 @@ def build_from_tables(cfg: MovieLensConfig, ratings: pd.DataFrame, users: pd.Dat
     env = year_env(df.year.to_numpy(), tuple(cfg.env_edges))
     train_envs = {n: take((split == "train") & (env == i), cfg.max_train_per_env) for i, n in enumerate(names)}
     data_splits = {**train_envs, "val": take(split == "val"), "test": take(split == "test")}
-    counts = pd.DataFrame({s: {t.name: int(t.labelled(torch.from_numpy(sp.y[t.name])).sum()) for t in tasks}
-                           for s, sp in data_splits.items()})
+    counts = pd.DataFrame(
+        {
+            s: {t.name: int(t.labelled(torch.from_numpy(sp.y[t.name])).sum()) for t in tasks}
+            for s, sp in data_splits.items()
+        }
+    )
     counts["train"] = counts[names].sum(1)
     for s in ("train", "val", "test"):
         low = counts.index[counts[s] < cfg.min_ratings].tolist()
         if low:
-            raise ValueError(f"{name}: tasks {low} have fewer than data.min_ratings = {cfg.min_ratings} ratings in "
-                             f"the {s} split ({counts.loc[low, s].to_dict()}); move data.train_max_year / "
-                             f"data.val_max_year, drop those genres (data.genres) or lower data.min_ratings")
+            raise ValueError(
+                f"{name}: tasks {low} have fewer than data.min_ratings = {cfg.min_ratings} ratings in "
+                f"the {s} split ({counts.loc[low, s].to_dict()}); move data.train_max_year / "
+                f"data.val_max_year, drop those genres (data.genres) or lower data.min_ratings"
+            )
     years = df.assign(split=split)
-    info = {"target": cfg.target, "rating_offset": offset, "genres": dict(zip([t.name for t in tasks], genres)), "vocab": vocab,
-            "columns": ["user", "occupation", *DENSE] + [f"word:{w}" for w in vocab],
-            "bow_columns": (N_ID_COLS + len(DENSE), N_ID_COLS + len(DENSE) + len(vocab)),
-            "counts": counts.to_dict(), "dropped": dropped,
-            "split_years": {"train": f"<= {cfg.train_max_year}",
-                            "val": (f"{cfg.val_max_year}" if cfg.val_max_year == cfg.train_max_year + 1
-                                    else f"{cfg.train_max_year + 1}-{cfg.val_max_year}"),
-                            "test": f">= {cfg.val_max_year + 1}"},
-            "ratings_per_year": pd.DataFrame(member, columns=genres).groupby(df.year.astype(int).to_numpy()).sum()
-                                  .to_dict(),
-            "n_movies": years.groupby("split").item_id.nunique().to_dict()}
+    info = {
+        "target": cfg.target,
+        "rating_offset": offset,
+        "genres": dict(zip([t.name for t in tasks], genres)),
+        "vocab": vocab,
+        "columns": ["user", "occupation", *DENSE] + [f"word:{w}" for w in vocab],
+        "bow_columns": (N_ID_COLS + len(DENSE), N_ID_COLS + len(DENSE) + len(vocab)),
+        "counts": counts.to_dict(),
+        "dropped": dropped,
+        "split_years": {
+            "train": f"<= {cfg.train_max_year}",
+            "val": (
+                f"{cfg.val_max_year}"
+                if cfg.val_max_year == cfg.train_max_year + 1
+                else f"{cfg.train_max_year + 1}-{cfg.val_max_year}"
+            ),
+            "test": f">= {cfg.val_max_year + 1}",
+        },
+        "ratings_per_year": pd.DataFrame(member, columns=genres)
+        .groupby(df.year.astype(int).to_numpy())
+        .sum()
+        .to_dict(),
+        "n_movies": years.groupby("split").item_id.nunique().to_dict(),
+    }
     spec = TabularSpec(x.shape[1], ((0, len(user_index)), (1, len(occ_index))), cfg.emb_dim)
     return MTLData(name, tasks, train_envs, data_splits["val"], data_splits["test"], info, input_spec=spec)
 

@@ -17,21 +17,26 @@ Group lists (`read_groups`): one text file per benchmark, one line per part::
 '#' starts a comment. A name (a scene type, a city) belongs to one line at most. A manifest (`read_manifest`) is a
 CSV `split,index,<key>` giving the group of every sample of the MTAN folders (split = train or val).
 """
+
 from __future__ import annotations
 
 import csv
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtcrl_lite.data.sources import DataMissingError
 
+if TYPE_CHECKING:
+    from mtcrl_lite.data.base import MTLData
+
 PARTS = ("train", "val", "test")
-MTAN_SPLITS = ("train", "val")              # the folders of the MTAN layout
+MTAN_SPLITS = ("train", "val")  # the folders of the MTAN layout
 MISSING_POLICIES = ("error", "invalid")
 
 
@@ -52,8 +57,9 @@ def read_groups(path: Path) -> dict:
             raise ValueError(f"{path}:{no}: expected 'train/<env>: a, b', 'val: a, b' or 'test: a, b', got {line!r}")
         for n in names:
             if n in seen:
-                raise ValueError(f"{path}:{no}: {n!r} is already listed on line {seen[n]}; a group belongs to one "
-                                 f"part only")
+                raise ValueError(
+                    f"{path}:{no}: {n!r} is already listed on line {seen[n]}; a group belongs to one part only"
+                )
             seen[n] = no
         if key.startswith("train/"):
             out["envs"].setdefault(key[6:], []).extend(names)
@@ -109,9 +115,11 @@ def scan_mtan(root: Path, label_folders: Sequence[str], max_items: int = 0):
 
 def missing_files_error(name: str, missing: Sequence[Path], root: Path) -> DataMissingError:
     shown = "\n".join(f"    {p}" for p in list(missing)[:10])
-    return DataMissingError(f"{name}: {len(missing)} label file(s) missing under {root}, e.g.\n{shown}\n"
-                            f"Restore them, or set data.missing_labels=invalid to keep those samples unlabelled "
-                            f"for that task.")
+    return DataMissingError(
+        f"{name}: {len(missing)} label file(s) missing under {root}, e.g.\n{shown}\n"
+        f"Restore them, or set data.missing_labels=invalid to keep those samples unlabelled "
+        f"for that task."
+    )
 
 
 def split_by_groups(keys: dict, groups: dict) -> tuple[dict, dict[str, int]]:
@@ -153,6 +161,7 @@ def resize_image(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if img.shape[1:] == tuple(hw):
         return img.astype(np.float32, copy=False)
     import torch
+
     t = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(img, np.float32))[None], hw)
     return t[0].numpy()
 
@@ -161,8 +170,10 @@ def decode_classes(raw: np.ndarray, n_classes: int, path, name: str) -> np.ndarr
     """Class ids (any numeric dtype holding integers) -> int64, -1 = ignore; anything else names the file."""
     a = np.asarray(raw)
     if a.size and (not np.all(np.isfinite(a)) or np.any(a != np.round(a)) or a.min() < -1 or a.max() >= n_classes):
-        raise ValueError(f"{name}: {path} holds values outside the integers -1..{n_classes - 1} "
-                         f"(-1 = ignore, 0..{n_classes - 1} classes)")
+        raise ValueError(
+            f"{name}: {path} holds values outside the integers -1..{n_classes - 1} "
+            f"(-1 = ignore, 0..{n_classes - 1} classes)"
+        )
     return a.astype(np.int64)
 
 
@@ -195,7 +206,8 @@ IGNORE = -1
 @dataclass(frozen=True)
 class MtanSpec:
     """What every sample of one dataset shares: per task (name, folder, kind, classes), the output size."""
-    name: str                                   # dataset name, for messages
+
+    name: str  # dataset name, for messages
     root: str
     tasks: tuple[tuple[str, str, str, int], ...]  # (task, folder, kind: segmentation|depth|normal, n_classes)
     hw: tuple[int, int]
@@ -205,7 +217,7 @@ class MtanSpec:
 @dataclass(frozen=True, slots=True)
 class MtanItem:
     spec: MtanSpec
-    split: str                                  # train or val (the MTAN folder)
+    split: str  # train or val (the MTAN folder)
     index: int
 
     def path(self, folder: str) -> Path:
@@ -230,6 +242,7 @@ def decode_depth(raw: np.ndarray) -> np.ndarray:
 def read_mtan(item: MtanItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(x float32 (3, h, w) in [0, 1], {task: label}) of one sample; labels are resized nearest-neighbour."""
     from mtcrl_lite.data.taskonomy import resize_nearest
+
     spec = item.spec
     img = load_npy(item.path("image"), (None, None, 3), spec.name)
     x = resize_image(np.moveaxis(img, -1, 0), spec.hw)
@@ -240,13 +253,17 @@ def read_mtan(item: MtanItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             y[task] = invalid_label(kind, spec.hw)
             continue
         if kind == "segmentation":
-            y[task] = resize_nearest(decode_classes(load_npy(p, (None, None), spec.name), n_classes, p, spec.name),
-                                     spec.hw)
+            y[task] = resize_nearest(
+                decode_classes(load_npy(p, (None, None), spec.name), n_classes, p, spec.name), spec.hw
+            )
         elif kind == "depth":
             y[task] = resize_nearest(decode_depth(load_npy(p, (None, None, 1), spec.name)[..., 0]), spec.hw)[None]
         else:
-            y[task] = resize_nearest(unit_or_nan(load_npy(p, (None, None, 3), spec.name)).transpose(1, 2, 0),
-                                     spec.hw).transpose(2, 0, 1).copy()
+            y[task] = (
+                resize_nearest(unit_or_nan(load_npy(p, (None, None, 3), spec.name)).transpose(1, 2, 0), spec.hw)
+                .transpose(2, 0, 1)
+                .copy()
+            )
     return x, y
 
 
@@ -254,35 +271,50 @@ def stored_hw(path: Path) -> tuple[int, int]:
     return tuple(np.load(path, mmap_mode="r").shape[:2])
 
 
-def assign_parts(name: str, samples: dict[str, list], keys: dict | None, groups_path: Path, key: str,
-                 n_envs: int, seed: int) -> tuple[dict, dict]:
+def assign_parts(
+    name: str, samples: dict[str, list], keys: dict | None, groups_path: Path, key: str, n_envs: int, seed: int
+) -> tuple[dict, dict]:
     """Parts {"envs": {env: [...]}, "val": [...], "test": [...]} of the samples {mtan split: [sample]} and info.
 
     keys ({sample: group}, from a manifest) given: split by the group list; None: `fallback_split` with a warning."""
     if keys is None:
-        warnings.warn(f"{name}: no {key} information for the samples, so the split is NOT by {key}: MTAN's train "
-                      f"folder is dealt at random into {max(1, n_envs)} environment(s), its val folder cut in two "
-                      f"halves (val, test); see the data card for the manifest that splits by {key}", stacklevel=3)
+        warnings.warn(
+            f"{name}: no {key} information for the samples, so the split is NOT by {key}: MTAN's train "
+            f"folder is dealt at random into {max(1, n_envs)} environment(s), its val folder cut in two "
+            f"halves (val, test); see the data card for the manifest that splits by {key}",
+            stacklevel=3,
+        )
         parts = fallback_split(samples["train"], samples["val"], n_envs, seed)
         return parts, {"split_by": "random (no manifest)", "envs": {e: len(v) for e, v in parts["envs"].items()}}
     groups = read_groups(groups_path)
     parts, unlisted = split_by_groups(keys, groups)
     if unlisted:
-        warnings.warn(f"{name}: samples of {key}(s) on no line of {groups_path} are left out: {unlisted}",
-                      stacklevel=3)
+        warnings.warn(f"{name}: samples of {key}(s) on no line of {groups_path} are left out: {unlisted}", stacklevel=3)
     empty = [e for e, v in parts["envs"].items() if not v] + [p for p in ("val", "test") if not parts[p]]
     if empty:
-        raise ValueError(f"{name}: no sample for {empty} under the {key} lists of {groups_path}; the manifest names "
-                         f"{sorted(set(keys.values()))}")
+        raise ValueError(
+            f"{name}: no sample for {empty} under the {key} lists of {groups_path}; the manifest names "
+            f"{sorted(set(keys.values()))}"
+        )
     return parts, {"split_by": key, "groups": groups, "unlisted": unlisted}
 
 
-def build_mtan(name: str, cfg, tasks: dict, task_specs: dict, manifest: str, key: str, groups_path: Path,
-               layout_text: str, official_text: str) -> "MTLData":
+def build_mtan(
+    name: str,
+    cfg,
+    tasks: dict,
+    task_specs: dict,
+    manifest: str,
+    key: str,
+    groups_path: Path,
+    layout_text: str,
+    official_text: str,
+) -> MTLData:
     """A benchmark in the MTAN layout. cfg: root, tasks, size, max_items, n_envs, data_seed, missing_labels.
     task_specs {task: (folder, kind, n_classes)}; `manifest` (a CSV under ROOT with the header split,index,<key>)
     splits by groups, else fallback."""
     from mtcrl_lite.data.base import FileSplit, MTLData
+
     unknown = [t for t in cfg.tasks if t not in tasks]
     if unknown or not cfg.tasks:
         raise ValueError(f"{name}: unknown or no tasks {list(cfg.tasks)}; valid: {tuple(tasks)}")
@@ -294,7 +326,8 @@ def build_mtan(name: str, cfg, tasks: dict, task_specs: dict, manifest: str, key
     if not index["train"] or not index["val"]:
         raise DataMissingError(
             f"{name}: no data under {root} (image files found: train {len(index['train'])}, val "
-            f"{len(index['val'])}).\nExpected the MTAN preprocessed layout:\n{layout_text}\n{official_text}")
+            f"{len(index['val'])}).\nExpected the MTAN preprocessed layout:\n{layout_text}\n{official_text}"
+        )
     if missing and cfg.missing_labels == "error":
         raise missing_files_error(name, missing, root)
     hw = out_hw(stored_hw(root / "train" / "image" / f"{index['train'][0]}.npy"), cfg.size)
@@ -305,15 +338,24 @@ def build_mtan(name: str, cfg, tasks: dict, task_specs: dict, manifest: str, key
         table = read_manifest(root / manifest, key)
         unnamed = [f"{it.split}/{it.index}" for s in MTAN_SPLITS for it in samples[s] if (s, it.index) not in table]
         if unnamed:
-            raise ValueError(f"{name}: {root / manifest} names no {key} for {len(unnamed)} sample(s), e.g. "
-                             f"{unnamed[:5]}; add a row split,index,{key} for each")
+            raise ValueError(
+                f"{name}: {root / manifest} names no {key} for {len(unnamed)} sample(s), e.g. "
+                f"{unnamed[:5]}; add a row split,index,{key} for each"
+            )
         keys = {it: table[(it.split, it.index)] for s in MTAN_SPLITS for it in samples[s]}
     parts, split_info = assign_parts(name, samples, keys, groups_path, key, cfg.n_envs, cfg.data_seed)
     envs = {e: FileSplit(v, read_mtan, names) for e, v in parts["envs"].items()}
     val, test = FileSplit(parts["val"], read_mtan, names), FileSplit(parts["test"], read_mtan, names)
-    info = {"stand_in": False, "root": str(root), "layout": "mtan", "hw": hw, **split_info,
-            "n_samples": {**{e: len(s) for e, s in envs.items()}, "val": len(val), "test": len(test)},
-            "missing_label_files": len(missing), "ignore_index": IGNORE}
+    info = {
+        "stand_in": False,
+        "root": str(root),
+        "layout": "mtan",
+        "hw": hw,
+        **split_info,
+        "n_samples": {**{e: len(s) for e, s in envs.items()}, "val": len(val), "test": len(test)},
+        "missing_label_files": len(missing),
+        "ignore_index": IGNORE,
+    }
     return MTLData(name, [tasks[t] for t in names], envs, val, test, info)
 
 
@@ -322,8 +364,15 @@ def write_array(path: Path, a: np.ndarray) -> None:
     np.save(path, a)
 
 
-def write_mtan_fixture(root: Path, hw: tuple[int, int], n: dict[str, int], folders: dict[str, str],
-                       n_classes: int, rng: np.random.Generator, leave_out: str | None = None) -> None:
+def write_mtan_fixture(
+    root: Path,
+    hw: tuple[int, int],
+    n: dict[str, int],
+    folders: dict[str, str],
+    n_classes: int,
+    rng: np.random.Generator,
+    leave_out: str | None = None,
+) -> None:
     """Random samples in the MTAN layout; folders {folder: kind}. Per sample: image in [0, 1]; classes in 4x4
     blocks with the top-left block -1 (ignore); depth in [0.5, 8) with the top quarter of the rows 0 (invalid);
     unit normals, 0-vectors where depth is invalid. `leave_out` (a folder) omits train/<folder>/0.npy."""
@@ -334,16 +383,16 @@ def write_mtan_fixture(root: Path, hw: tuple[int, int], n: dict[str, int], folde
             for folder, kind in folders.items():
                 if kind == "segmentation":
                     seg = np.kron(rng.integers(0, n_classes, (4, 4)), np.ones((h // 4, w // 4), np.int64))
-                    seg[:h // 4, :w // 4] = IGNORE
+                    seg[: h // 4, : w // 4] = IGNORE
                     arrays[folder] = seg.astype(np.float32)
                 elif kind == "depth":
                     d = rng.uniform(0.5, 8.0, (h, w, 1)).astype(np.float32)
-                    d[:h // 4] = 0.0
+                    d[: h // 4] = 0.0
                     arrays[folder] = d
                 else:
                     v = rng.normal(size=(h, w, 3))
                     v /= np.linalg.norm(v, axis=-1, keepdims=True)
-                    v[:h // 4] = 0.0
+                    v[: h // 4] = 0.0
                     arrays[folder] = v.astype(np.float32)
             for folder, a in arrays.items():
                 if not (folder == leave_out and split == "train" and i == 0):

@@ -12,6 +12,7 @@ testNdxs[i]: MTAN's two folders hold the standard 795/654 split, and this takes 
 of the split's index lists. That order is our reading of the preprocessing, not something MTAN documents: check it
 on a few images (e.g. that val/0.npy shows the room of frame testNdxs[0]) before trusting the split by scene type.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,20 +28,25 @@ N_FRAMES, N_TRAIN, N_TEST = 1449, 795, 654
 def read_scene_types(path) -> list[str]:
     """The `sceneTypes` strings of the official labelled .mat (HDF5), in frame order."""
     import h5py
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected the official nyu_depth_v2_labeled.mat from "
-                                "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html")
+        raise FileNotFoundError(
+            f"{path} does not exist; expected the official nyu_depth_v2_labeled.mat from "
+            "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html"
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise ValueError(f"{path}: not an HDF5 (MATLAB v7.3) file ({e}); expected the official "
-                         "nyu_depth_v2_labeled.mat from https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html"
-                         ) from None
+        raise ValueError(
+            f"{path}: not an HDF5 (MATLAB v7.3) file ({e}); expected the official "
+            "nyu_depth_v2_labeled.mat from https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html"
+        ) from None
     with f:
         if "sceneTypes" not in f:
-            raise ValueError(f"{path}: no 'sceneTypes' field (found {sorted(f)}); expected the official "
-                             "nyu_depth_v2_labeled.mat")
+            raise ValueError(
+                f"{path}: no 'sceneTypes' field (found {sorted(f)}); expected the official nyu_depth_v2_labeled.mat"
+            )
         refs = np.asarray(f["sceneTypes"]).ravel()
         return ["".join(map(chr, np.asarray(f[r]).ravel())) for r in refs]
 
@@ -48,6 +54,7 @@ def read_scene_types(path) -> list[str]:
 def read_official_split(path) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) 0-based frame numbers from the official splits.mat (trainNdxs, testNdxs, 1-based)."""
     from scipy.io import loadmat
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; expected the official NYUv2 splits.mat (trainNdxs, testNdxs)")
@@ -64,10 +71,13 @@ def manifest_rows(scene_types, train, test) -> list[tuple[str, int, str]]:
     for name, idx in (("train", train), ("test", test)):
         bad = [int(i) + 1 for i in idx if not 0 <= i < n]
         if bad:
-            raise ValueError(f"the {name} split names frames {bad[:5]} (1-based) outside 1..{n}: the split and the "
-                             f"labelled file do not belong together")
-    return ([("train", i, scene_types[f]) for i, f in enumerate(train)]
-            + [("val", i, scene_types[f]) for i, f in enumerate(test)])
+            raise ValueError(
+                f"the {name} split names frames {bad[:5]} (1-based) outside 1..{n}: the split and the "
+                f"labelled file do not belong together"
+            )
+    return [("train", i, scene_types[f]) for i, f in enumerate(train)] + [
+        ("val", i, scene_types[f]) for i, f in enumerate(test)
+    ]
 
 
 def write_manifest_from_official(labeled, splits, root) -> Path:
@@ -79,8 +89,10 @@ def write_manifest_from_official(labeled, splits, root) -> Path:
         if folder.is_dir():
             have, want = len(mtan.npy_indices(folder)), sum(r[0] == split for r in rows)
             if have != want:
-                raise ValueError(f"{folder} holds {have} images but the split gives {split} {want} frames; "
-                                 "is ROOT the MTAN NYUv2 copy and splits.mat the official one?")
+                raise ValueError(
+                    f"{folder} holds {have} images but the split gives {split} {want} frames; "
+                    "is ROOT the MTAN NYUv2 copy and splits.mat the official one?"
+                )
     root.mkdir(parents=True, exist_ok=True)
     out = root / "scene_types.csv"
     with open(out, "w", newline="") as f:
@@ -94,16 +106,24 @@ def write_official_fixture(dir, scene_types, train, test) -> tuple[Path, Path]:
     """Tiny stand-ins of the two official files (same fields and storage) for tests: frames 0-based here."""
     import h5py
     from scipy.io import savemat
+
     d = Path(dir)
     d.mkdir(parents=True, exist_ok=True)
     labeled, splits = d / "nyu_depth_v2_labeled.mat", d / "splits.mat"
-    with h5py.File(labeled, "w") as f:             # MATLAB v7.3 stores a cell of strings as references to uint16
+    with h5py.File(labeled, "w") as f:  # MATLAB v7.3 stores a cell of strings as references to uint16
         refs = f.create_group("#refs#")
-        targets = [refs.create_dataset(f"s{i}", data=np.array([[ord(c)] for c in s], dtype=np.uint16))
-                   for i, s in enumerate(scene_types)]
+        targets = [
+            refs.create_dataset(f"s{i}", data=np.array([[ord(c)] for c in s], dtype=np.uint16))
+            for i, s in enumerate(scene_types)
+        ]
         cell = f.create_dataset("sceneTypes", (1, len(targets)), dtype=h5py.ref_dtype)
         for i, t in enumerate(targets):
             cell[0, i] = t.ref
-    savemat(splits, {"trainNdxs": np.asarray(train, dtype=float)[:, None] + 1,
-                     "testNdxs": np.asarray(test, dtype=float)[:, None] + 1})
+    savemat(
+        splits,
+        {
+            "trainNdxs": np.asarray(train, dtype=float)[:, None] + 1,
+            "testNdxs": np.asarray(test, dtype=float)[:, None] + 1,
+        },
+    )
     return labeled, splits

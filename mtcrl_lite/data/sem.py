@@ -23,6 +23,7 @@ returned MTLData names the input coordinates of every factor (`causal_coords[tas
 identity mixing these are the input features, so rho_spur can be computed on x directly; with orthogonal mixing
 `info["mixing_matrix"]` (M, D x D) maps latents to inputs (x = L @ M.T, L = x @ M).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,14 +40,15 @@ MIXINGS = ("identity", "orthogonal")
 @dataclass
 class MultiSEMConfig:
     """Data parameters of Multi-SEM (all overridable with --set data.KEY=VALUE)."""
+
     n_tasks: int = 2
-    d_causal: int = 5                          # dimensions of each task's causal factor Z_t
-    d_noise: int = 10                          # noise dimensions N (no label depends on them)
-    mu: float = 1.5                            # class-mean distance from 0 along u; Bayes acc from Z_t = Phi(mu)
+    d_causal: int = 5  # dimensions of each task's causal factor Z_t
+    d_noise: int = 10  # noise dimensions N (no label depends on them)
+    mu: float = 1.5  # class-mean distance from 0 along u; Bayes acc from Z_t = Phi(mu)
     train_mc: tuple[float, ...] = (0.95, 0.85)  # confounder strength m_C, one training environment per entry
     val_mc: float = 0.5
     test_mc: float = 0.5
-    mixing: str = "identity"                   # "identity" or "orthogonal"
+    mixing: str = "identity"  # "identity" or "orthogonal"
     n_train_per_env: int = 2000
     n_val: int = 2000
     n_test: int = 4000
@@ -60,7 +62,7 @@ def task_names(n_tasks: int) -> list[str]:
 def label_agreement(m) -> np.ndarray:
     """P(Y_s = Y_t) for two tasks under confounder strength m: m^2 + (1 - m)^2."""
     m = np.asarray(m, dtype=float)
-    return m ** 2 + (1 - m) ** 2
+    return m**2 + (1 - m) ** 2
 
 
 def sample_labels(n: int, n_tasks: int, m: float, rng: np.random.Generator) -> np.ndarray:
@@ -133,11 +135,15 @@ def build_multisem(cfg: MultiSEMConfig) -> MTLData:
     def agree(s: ArraySplit) -> float:
         return float(np.mean(s.y[names[0]] == s.y[names[1]]))
 
-    info = {"mixing": cfg.mixing, "mixing_matrix": mix, "latent_dim": dim,
-            "causal_coords": coords["causal"], "noise_coords": coords["noise"],
-            "features_identifiable": cfg.mixing == "identity",
-            "m_C": {**{e: m for e, m in zip(envs, cfg.train_mc)}, "val": cfg.val_mc, "test": cfg.test_mc},
-            "P(t1=t2)": {**{e: agree(s) for e, s in envs.items()}, "val": agree(val), "test": agree(test)},
-            "bayes_acc_from_own_factor": 0.5 * (1 + math.erf(cfg.mu / math.sqrt(2)))}
+    info = {
+        "mixing": cfg.mixing,
+        "mixing_matrix": mix,
+        "latent_dim": dim,
+        "causal_coords": coords["causal"],
+        "noise_coords": coords["noise"],
+        "features_identifiable": cfg.mixing == "identity",
+        "m_C": {**{e: m for e, m in zip(envs, cfg.train_mc)}, "val": cfg.val_mc, "test": cfg.test_mc},
+        "P(t1=t2)": {**{e: agree(s) for e, s in envs.items()}, "val": agree(val), "test": agree(test)},
+        "bayes_acc_from_own_factor": 0.5 * (1 + math.erf(cfg.mu / math.sqrt(2))),
+    }
     return MTLData("multisem", [Task(t, "classification", 2) for t in names], envs, val, test, info)
-

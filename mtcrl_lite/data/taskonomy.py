@@ -48,31 +48,49 @@ task, which the losses and metrics already skip (tasks.py), and info["missing_la
 Splits are by building (taskonomy_splits/<split>_{train,val,test}.txt): training buildings are dealt round-robin,
 in alphabetical order, into n_envs environments `env0..`; validation and test buildings are never trained on.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from mtcrl_lite.paths import data_root
 from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.data.base import FileSplit, MTLData
 from mtcrl_lite.data.sources import DataMissingError
+from mtcrl_lite.paths import data_root
 
 TASK_NAMES = ("segment_semantic", "depth_zbuffer", "normal", "keypoints2d", "edge_texture")
 # background + the 16 COCO classes of taskbank/assets/web_assets/pseudosemantics/coco_selected_classes.txt
-CLASS_NAMES = ("background", "bottle", "chair", "couch", "potted plant", "bed", "dining table", "toilet", "tv",
-               "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase")
-N_CLASSES = len(CLASS_NAMES)          # 17
-IGNORE = -1                           # segment label of "uncertain" pixels (file value 0)
-DEPTH_PER_METRE = 512                 # depth_zbuffer units: 1/512 m
-DEPTH_NO_HIT = 65535                  # written where the ray hits nothing (128 m, the 16-bit maximum)
-DEPTH_INVALID_FROM = 8192             # taskgrouping: valid where depth < 2**13 (16 m)
-PIXEL_MAX = 65535                     # keypoints2d / edge_texture: value / 65535
+CLASS_NAMES = (
+    "background",
+    "bottle",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+)
+N_CLASSES = len(CLASS_NAMES)  # 17
+IGNORE = -1  # segment label of "uncertain" pixels (file value 0)
+DEPTH_PER_METRE = 512  # depth_zbuffer units: 1/512 m
+DEPTH_NO_HIT = 65535  # written where the ray hits nothing (128 m, the 16-bit maximum)
+DEPTH_INVALID_FROM = 8192  # taskgrouping: valid where depth < 2**13 (16 m)
+PIXEL_MAX = 65535  # keypoints2d / edge_texture: value / 65535
 TASKS = {
     "segment_semantic": Task("segment_semantic", "segmentation", N_CLASSES, "miou"),
     "depth_zbuffer": Task("depth_zbuffer", "depth", 1, "abs_err"),
@@ -81,42 +99,50 @@ TASKS = {
     "edge_texture": Task("edge_texture", "pixel", 1, "l1"),
 }
 # File-name domains accepted per folder, the official release's first.
-DOMAINS = {"rgb": ("rgb",), "segment_semantic": ("segmentsemantic", "segment_semantic"),
-           "depth_zbuffer": ("depth_zbuffer",), "normal": ("normal",), "keypoints2d": ("keypoints2d",),
-           "edge_texture": ("edge_texture",)}
+DOMAINS = {
+    "rgb": ("rgb",),
+    "segment_semantic": ("segmentsemantic", "segment_semantic"),
+    "depth_zbuffer": ("depth_zbuffer",),
+    "normal": ("normal",),
+    "keypoints2d": ("keypoints2d",),
+    "edge_texture": ("edge_texture",),
+}
 SPLIT_DIR = Path(__file__).with_name("taskonomy_splits")
 SPLITS = ("taskgrouping", "tiny", "medium", "full", "fullplus")
 PARTS = ("train", "val", "test")
-NESTED = "taskonomy"                  # the omnidata downloader's component folder
+NESTED = "taskonomy"  # the omnidata downloader's component folder
 MISSING_POLICIES = ("error", "invalid")
 
 
 @dataclass
 class TaskonomyConfig:
     """Data parameters of Taskonomy (all overridable with --set data.KEY=VALUE); see the module docstring."""
-    root: str = ""                              # "" = $MTCRL_DATA/taskonomy (else data/cache/taskonomy)
-    tasks: tuple[str, ...] = TASK_NAMES         # any subset of TASK_NAMES; heads come in TASK_NAMES order
-    size: int = 64                              # side of every image after resizing (0 = as stored; paper: 256)
-    split: str = "taskgrouping"                 # building lists: taskgrouping, tiny, medium, full, fullplus
-    split_dir: str = ""                         # folder with <split>_{train,val,test}.txt ("" = the shipped lists)
-    n_envs: int = 3                             # training envs (buildings dealt round-robin); 0 = one a building
-    max_per_building: int = 0                   # first N views (sorted by name) of each building; 0 = all
+
+    root: str = ""  # "" = $MTCRL_DATA/taskonomy (else data/cache/taskonomy)
+    tasks: tuple[str, ...] = TASK_NAMES  # any subset of TASK_NAMES; heads come in TASK_NAMES order
+    size: int = 64  # side of every image after resizing (0 = as stored; paper: 256)
+    split: str = "taskgrouping"  # building lists: taskgrouping, tiny, medium, full, fullplus
+    split_dir: str = ""  # folder with <split>_{train,val,test}.txt ("" = the shipped lists)
+    n_envs: int = 3  # training envs (buildings dealt round-robin); 0 = one a building
+    max_per_building: int = 0  # first N views (sorted by name) of each building; 0 = all
     depth_invalid_from: int = DEPTH_INVALID_FROM  # depth values >= this are invalid (65535: only the no-hit pixels)
-    normal_mask_from_depth: bool = True         # normals are invalid where the view's depth is invalid
-    missing_labels: str = "error"               # a missing label file: "error" (refuse to build) or "invalid"
+    normal_mask_from_depth: bool = True  # normals are invalid where the view's depth is invalid
+    missing_labels: str = "error"  # a missing label file: "error" (refuse to build) or "invalid"
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reading one view
 # ----------------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ReadSpec:
     """What every view of one dataset shares (one object referenced by all items)."""
+
     root: str
     tasks: tuple[str, ...]
     size: int = 0
-    nested: str = ""                            # "" or "taskonomy": ROOT/<folder>/<nested>/<building>/
+    nested: str = ""  # "" or "taskonomy": ROOT/<folder>/<nested>/<building>/
     depth_invalid_from: int = DEPTH_INVALID_FROM
     normal_mask_from_depth: bool = True
     missing_labels: str = "error"
@@ -126,6 +152,7 @@ class ReadSpec:
 class TaskonomyView:
     """One sample: the view `view` ("point_<p>_view_<v>") of `building`. `names` maps each folder to the
     file-name template of that building ("{}_domain_rgb.png"), shared by the views of a building."""
+
     spec: ReadSpec
     building: str
     view: str
@@ -153,6 +180,7 @@ def resize_nearest(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def _open(path: Path):
     from PIL import Image
+
     with Image.open(path) as im:
         im.load()
     return im
@@ -172,8 +200,10 @@ def _gray16(path: Path) -> np.ndarray:
 def decode_segment(raw: np.ndarray, path="segment_semantic") -> np.ndarray:
     """File values (0 uncertain, 1 background, 2..17 classes) -> int64 labels (-1 ignore, 0..16)."""
     if raw.size and raw.max() >= N_CLASSES + 1:
-        raise ValueError(f"taskonomy: {path} holds class value {int(raw.max())}; valid values are 0..{N_CLASSES} "
-                         f"(0 uncertain, 1 background, 2..{N_CLASSES} objects)")
+        raise ValueError(
+            f"taskonomy: {path} holds class value {int(raw.max())}; valid values are 0..{N_CLASSES} "
+            f"(0 uncertain, 1 background, 2..{N_CLASSES} objects)"
+        )
     return raw.astype(np.int64) - 1
 
 
@@ -194,6 +224,7 @@ def decode_normal(raw: np.ndarray) -> np.ndarray:
 
 def _read_rgb(item: TaskonomyView) -> np.ndarray:
     from PIL import Image
+
     im = _open(item.path("rgb"))
     if im.mode != "RGB":
         im = im.convert("RGB")
@@ -212,7 +243,8 @@ def _invalid(task: str, hw: tuple[int, int]) -> np.ndarray:
 def _missing_file(item: TaskonomyView, task: str, path: Path) -> DataMissingError:
     return DataMissingError(
         f"taskonomy: label file {path} is missing (task {task}, building {item.building}, view {item.view}). "
-        f"Restore it, or set data.missing_labels=invalid to keep the view with that task unlabelled.")
+        f"Restore it, or set data.missing_labels=invalid to keep the view with that task unlabelled."
+    )
 
 
 def read_sample(item: TaskonomyView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -254,7 +286,7 @@ def read_sample(item: TaskonomyView) -> tuple[np.ndarray, dict[str, np.ndarray]]
             if depth_raw is not None and spec.normal_mask_from_depth:
                 n[:, depth_raw >= spec.depth_invalid_from] = np.nan
             y[t] = n
-        else:                                           # keypoints2d, edge_texture
+        else:  # keypoints2d, edge_texture
             y[t] = (resize_nearest(_gray16(p), hw).astype(np.float32) / np.float32(PIXEL_MAX))[None]
     return x, y
 
@@ -262,6 +294,7 @@ def read_sample(item: TaskonomyView) -> tuple[np.ndarray, dict[str, np.ndarray]]
 # ----------------------------------------------------------------------------------------------------------------
 # Split lists, scanning, building
 # ----------------------------------------------------------------------------------------------------------------
+
 
 def read_building_list(path: Path) -> list[str]:
     """Building names, one a line; '#' starts a comment."""
@@ -281,7 +314,7 @@ def split_lists(split: str = "taskgrouping", split_dir: str | os.PathLike = "") 
             raise FileNotFoundError(f"taskonomy: split list {path} not found")
         lists[part] = read_building_list(path)
     for i, a in enumerate(PARTS):
-        for b in PARTS[i + 1:]:
+        for b in PARTS[i + 1 :]:
             both = sorted(set(lists[a]) & set(lists[b]))
             if both:
                 raise ValueError(f"taskonomy split {split!r}: buildings in both {a} and {b}: {both}")
@@ -308,7 +341,7 @@ def _scan_building(root: Path, nested: str, building: str, folders: Sequence[str
     rgb = _list_png(_folder(root, nested, "rgb", building))
     suffix = "_domain_rgb.png"
     if any(f.endswith(suffix) for f in rgb):
-        views, rgb_tpl = sorted(f[:-len(suffix)] for f in rgb if f.endswith(suffix)), "{}" + suffix
+        views, rgb_tpl = sorted(f[: -len(suffix)] for f in rgb if f.endswith(suffix)), "{}" + suffix
     else:
         views, rgb_tpl = sorted(f[:-4] for f in rgb), "{}.png"
     if limit > 0:
@@ -333,23 +366,28 @@ def _layout_text(root: Path) -> str:
 def _missing_data_message(root: Path, split: str, lists: dict, missing: dict, reason: str) -> str:
     def few(names):
         return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-    lines = [f"taskonomy: {reason}",
-             f"Expected the per-building layout of the Taskonomy release under {root}:",
-             _layout_text(root),
-             f"(or one more folder level, {root}/<folder>/{NESTED}/<building>/, as the omnidata downloader writes it),",
-             f"with one folder per building of the split lists of data.split={split!r} "
-             f"(mtcrl_lite/data/taskonomy_splits/{split}_{{train,val,test}}.txt).",
-             "Buildings of those lists not found: " + "; ".join(
-                 f"{p} {len(missing[p])}/{len(lists[p])}" + (f" ({few(missing[p])})" if missing[p] else "")
-                 for p in PARTS) + ".",
-             "The data cannot be downloaded from this machine. It comes from the Taskonomy site "
-             "(http://taskonomy.vision, https://github.com/StanfordVL/taskonomy/tree/master/data) through the "
-             "omnidata downloader (pip install omnidata-tools; omnitools.download <domains> --components taskonomy "
-             "--subset tiny|medium|full|fullplus --dest DIR, see https://docs.omnidata.vision); Standley et al.'s "
-             "split lists come from https://github.com/tstandley/taskgrouping. Point data.root (or $MTCRL_DATA, "
-             "which holds taskonomy/) at the copy, or choose a split whose buildings you have (data.split=tiny).",
-             "To try the pipeline without the data: python -m mtcrl_lite.data fixture taskonomy DIR, then "
-             "--set data.root=DIR."]
+
+    lines = [
+        f"taskonomy: {reason}",
+        f"Expected the per-building layout of the Taskonomy release under {root}:",
+        _layout_text(root),
+        f"(or one more folder level, {root}/<folder>/{NESTED}/<building>/, as the omnidata downloader writes it),",
+        f"with one folder per building of the split lists of data.split={split!r} "
+        f"(mtcrl_lite/data/taskonomy_splits/{split}_{{train,val,test}}.txt).",
+        "Buildings of those lists not found: "
+        + "; ".join(
+            f"{p} {len(missing[p])}/{len(lists[p])}" + (f" ({few(missing[p])})" if missing[p] else "") for p in PARTS
+        )
+        + ".",
+        "The data cannot be downloaded from this machine. It comes from the Taskonomy site "
+        "(http://taskonomy.vision, https://github.com/StanfordVL/taskonomy/tree/master/data) through the "
+        "omnidata downloader (pip install omnidata-tools; omnitools.download <domains> --components taskonomy "
+        "--subset tiny|medium|full|fullplus --dest DIR, see https://docs.omnidata.vision); Standley et al.'s "
+        "split lists come from https://github.com/tstandley/taskgrouping. Point data.root (or $MTCRL_DATA, "
+        "which holds taskonomy/) at the copy, or choose a split whose buildings you have (data.split=tiny).",
+        "To try the pipeline without the data: python -m mtcrl_lite.data fixture taskonomy DIR, then "
+        "--set data.root=DIR.",
+    ]
     return "\n".join(lines)
 
 
@@ -380,14 +418,19 @@ def build_taskonomy(cfg: TaskonomyConfig) -> MTLData:
                 missing_b[part].append(b)
     empty = [p for p in PARTS if len(missing_b[p]) == len(lists[p])]
     if empty:
-        reason = (f"no Taskonomy data under {root}" if not scans else
-                  f"no building of the {'/'.join(empty)} list(s) under {root}")
+        reason = (
+            f"no Taskonomy data under {root}"
+            if not scans
+            else f"no building of the {'/'.join(empty)} list(s) under {root}"
+        )
         raise DataMissingError(_missing_data_message(root, cfg.split, lists, missing_b, reason))
     if any(missing_b.values()):
-        warnings.warn("taskonomy: buildings of split {!r} not under {}: {}; using the others "
-                      "(info['missing_buildings'])".format(
-                          cfg.split, root, ", ".join(f"{p} {len(missing_b[p])}/{len(lists[p])}" for p in PARTS)),
-                      stacklevel=2)
+        warnings.warn(
+            "taskonomy: buildings of split {!r} not under {}: {}; using the others (info['missing_buildings'])".format(
+                cfg.split, root, ", ".join(f"{p} {len(missing_b[p])}/{len(lists[p])}" for p in PARTS)
+            ),
+            stacklevel=2,
+        )
 
     missing_files = {t: [f for b in scans for f in scans[b][2][t]] for t in tasks}
     n_missing = sum(len(v) for v in missing_files.values())
@@ -395,10 +438,12 @@ def build_taskonomy(cfg: TaskonomyConfig) -> MTLData:
         shown = "\n".join(f"    {f}" for v in missing_files.values() for f in v[:10])
         raise DataMissingError(
             f"taskonomy: {n_missing} label file(s) missing under {root}, e.g.\n{shown}\n"
-            f"Restore them, or set data.missing_labels=invalid to keep those views unlabelled for that task.")
+            f"Restore them, or set data.missing_labels=invalid to keep those views unlabelled for that task."
+        )
 
-    spec = ReadSpec(str(root), tasks, cfg.size, nested, cfg.depth_invalid_from, cfg.normal_mask_from_depth,
-                    cfg.missing_labels)
+    spec = ReadSpec(
+        str(root), tasks, cfg.size, nested, cfg.depth_invalid_from, cfg.normal_mask_from_depth, cfg.missing_labels
+    )
 
     def items(buildings):
         out = []
@@ -412,9 +457,11 @@ def build_taskonomy(cfg: TaskonomyConfig) -> MTLData:
     train_b = sorted(present["train"])
     if cfg.n_envs > 0:
         if len(train_b) < cfg.n_envs:
-            raise ValueError(f"taskonomy: {len(train_b)} training building(s) under {root}, fewer than "
-                             f"data.n_envs={cfg.n_envs}; lower n_envs or add buildings")
-        groups = {f"env{i}": train_b[i::cfg.n_envs] for i in range(cfg.n_envs)}
+            raise ValueError(
+                f"taskonomy: {len(train_b)} training building(s) under {root}, fewer than "
+                f"data.n_envs={cfg.n_envs}; lower n_envs or add buildings"
+            )
+        groups = {f"env{i}": train_b[i :: cfg.n_envs] for i in range(cfg.n_envs)}
     else:
         groups = {b: [b] for b in train_b}
     envs = {e: FileSplit(items(bs), read_sample, tasks) for e, bs in groups.items()}
@@ -422,18 +469,24 @@ def build_taskonomy(cfg: TaskonomyConfig) -> MTLData:
     test = FileSplit(items(sorted(present["test"])), read_sample, tasks)
 
     info = {
-        "stand_in": False, "root": str(root), "split": cfg.split, "layout": (
-            f"ROOT/<folder>/{NESTED}/<building>/" if nested else "ROOT/<folder>/<building>/"),
+        "stand_in": False,
+        "root": str(root),
+        "split": cfg.split,
+        "layout": (f"ROOT/<folder>/{NESTED}/<building>/" if nested else "ROOT/<folder>/<building>/"),
         "size": cfg.size or "as stored",
         "buildings": {"train": train_b, "val": sorted(present["val"]), "test": sorted(present["test"])},
         "envs": groups,
         "n_views": {**{e: len(s) for e, s in envs.items()}, "val": len(val), "test": len(test)},
         "missing_buildings": missing_b,
         "missing_label_files": {t: len(v) for t, v in missing_files.items()},
-        "classes": CLASS_NAMES, "ignore_index": IGNORE,
-        "units": {"depth_zbuffer": "metres (value/512); NaN where value >= %d" % cfg.depth_invalid_from,
-                  "normal": "unit vectors (value/127.5 - 1, renormalised)",
-                  "keypoints2d": "value/65535", "edge_texture": "value/65535"},
+        "classes": CLASS_NAMES,
+        "ignore_index": IGNORE,
+        "units": {
+            "depth_zbuffer": f"metres (value/512); NaN where value >= {cfg.depth_invalid_from:d}",
+            "normal": "unit vectors (value/127.5 - 1, renormalised)",
+            "keypoints2d": "value/65535",
+            "edge_texture": "value/65535",
+        },
     }
     return MTLData("taskonomy", [TASKS[t] for t in tasks], envs, val, test, info)
 
@@ -442,9 +495,9 @@ def build_taskonomy(cfg: TaskonomyConfig) -> MTLData:
 # Fixture
 # ----------------------------------------------------------------------------------------------------------------
 
-FIXTURE_DEPTH_PIXEL = ((-1, -1), 1024)      # written at this pixel of every depth file: 1024 / 512 = 2.0 m
-FIXTURE_KEYPOINT_PIXEL = ((0, 0), 65535)    # keypoints2d: 1.0
-FIXTURE_EDGE_PIXEL = ((0, 0), 32768)        # edge_texture: 32768 / 65535
+FIXTURE_DEPTH_PIXEL = ((-1, -1), 1024)  # written at this pixel of every depth file: 1024 / 512 = 2.0 m
+FIXTURE_KEYPOINT_PIXEL = ((0, 0), 65535)  # keypoints2d: 1.0
+FIXTURE_EDGE_PIXEL = ((0, 0), 32768)  # edge_texture: 32768 / 65535
 
 
 def fixture_buildings(split: str = "taskgrouping", n_train: int = 4, n_val: int = 2, n_test: int = 2) -> list[str]:
@@ -453,8 +506,15 @@ def fixture_buildings(split: str = "taskgrouping", n_train: int = 4, n_val: int 
     return lists["train"][:n_train] + lists["val"][:n_val] + lists["test"][:n_test]
 
 
-def write_fixture(dir, buildings: Sequence[str] | None = None, views_per_building: int = 3, size: int = 32,
-                  seed: int = 0, leave_out: str | None = None, nested: bool = False) -> Path:
+def write_fixture(
+    dir,
+    buildings: Sequence[str] | None = None,
+    views_per_building: int = 3,
+    size: int = 32,
+    seed: int = 0,
+    leave_out: str | None = None,
+    nested: bool = False,
+) -> Path:
     """Write a tiny Taskonomy in the release's layout under `dir` and return `dir`.
 
     Per view (point_<i // 2>_view_<i % 2>): random rgb; segment values 0..17 in 4x4 blocks with the top-left
@@ -464,6 +524,7 @@ def write_fixture(dir, buildings: Sequence[str] | None = None, views_per_buildin
     of the first building. `nested` writes ROOT/<folder>/taskonomy/<building>/ (omnidata).
     """
     from PIL import Image
+
     if size < 8 or size % 4:
         raise ValueError(f"fixture size must be a multiple of 4 and >= 8, got {size}")
     if leave_out is not None and leave_out not in TASK_NAMES:
@@ -496,8 +557,14 @@ def write_fixture(dir, buildings: Sequence[str] | None = None, views_per_buildin
             edge = rng.integers(0, 4096, (s, s)).astype(np.uint16)
             (r, c), v = FIXTURE_EDGE_PIXEL
             edge[r, c] = v
-            arrays = {"rgb": rgb, "segment_semantic": seg, "depth_zbuffer": depth, "normal": normal,
-                      "keypoints2d": keyp, "edge_texture": edge}
+            arrays = {
+                "rgb": rgb,
+                "segment_semantic": seg,
+                "depth_zbuffer": depth,
+                "normal": normal,
+                "keypoints2d": keyp,
+                "edge_texture": edge,
+            }
             for folder, a in arrays.items():
                 if folder == leave_out and bi == 0 and i == 0:
                     continue

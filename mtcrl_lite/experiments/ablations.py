@@ -12,17 +12,17 @@ data, so Δ vs a reference condition (architecture-matched MTL by default) is pa
   ρ_spur / counterfactual flip rate (spurious_experiments.analyze_runs).
 * `convergence`: selected epoch against the epoch budget, and the validation gain left in the last 20 % of epochs.
 """
+
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.rundir import collect, final_line, read_json, read_jsonl
-from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 
 # label -> (method, overrides on top of the dataset's preset and tuned values). Order = table order.
 BASELINES = {
@@ -42,7 +42,7 @@ DESIGN = {
     "hard gate": ("mtcrl", {"model.gate": "hard"}),
     "experts": ("mtcrl", {"model.module_form": "experts"}),
     "channel groups": ("mtcrl", {"model.module_form": "channels"}),
-    "MTL (channel groups)": ("mtl", {"model.module_form": "channels"}),      # the matched baseline of the line above
+    "MTL (channel groups)": ("mtl", {"model.module_form": "channels"}),  # the matched baseline of the line above
     "lambda_dec 0": ("mtcrl", {"hp.lambda_dec": 0.0}),
     "lambda_dec 1": ("mtcrl", {"hp.lambda_dec": 1.0}),
     "kernel decorrelation": ("mtcrl", {"hp.dec_kind": "kernel"}),
@@ -72,15 +72,28 @@ MOVIELENS = {
     "random envs": ("mtcrl", {"train.envs": "random"}),
 }
 # The CPU default of notebook 08 runs these (3 seeds); its full mode runs all of DESIGN.
-DESIGN_CPU = ("no normalisation", "lr_graph 1", "G-IRM off", "random envs", "hard gate", "sum reading", "experts",
-              "channel groups", "MTL (channel groups)", "kernel decorrelation")
+DESIGN_CPU = (
+    "no normalisation",
+    "lr_graph 1",
+    "G-IRM off",
+    "random envs",
+    "hard gate",
+    "sum reading",
+    "experts",
+    "channel groups",
+    "MTL (channel groups)",
+    "kernel decorrelation",
+)
 
 
 def shift_conditions(methods: dict, strengths, ratio: float = 7 / 9) -> dict:
     """{'<label> @ s': (method, overrides)} for each training correlation s: two environments (s, ratio * s), so
     that s = 0.9 is the default data (0.9, 0.7) and G-IRM has two environments at every s."""
-    return {f"{label} @ {s:g}": (m, {**over, "data.train_corrs": (float(s), round(ratio * s, 4))})
-            for s in strengths for label, (m, over) in methods.items()}
+    return {
+        f"{label} @ {s:g}": (m, {**over, "data.train_corrs": (float(s), round(ratio * s, 4))})
+        for s in strengths
+        for label, (m, over) in methods.items()
+    }
 
 
 def strength_of(label: str) -> float:
@@ -88,21 +101,32 @@ def strength_of(label: str) -> float:
     return float(label.rsplit("@", 1)[1])
 
 
-def run_conditions(dataset: str, conditions: dict, seeds, root, scale: str = "default", overrides=None,
-                   jobs: int = 1, force: bool = False, progress: bool = True, tuned: bool = True
-                   ) -> dict[str, list[Path]]:
+def run_conditions(
+    dataset: str,
+    conditions: dict,
+    seeds,
+    root,
+    scale: str = "default",
+    overrides=None,
+    jobs: int = 1,
+    force: bool = False,
+    progress: bool = True,
+    tuned: bool = True,
+) -> dict[str, list[Path]]:
     """Train every (condition, seed) (configs validated before any run) -> {label: run directories}. Runs live
     under root/<method>/seed<S>-<config digest>, like sweep.run_grid: a config that two conditions or two studies
     share (the default data of a shift curve, say) is trained once. tuned=False: conditions on top of the registry
     defaults, ignoring tuning/tuned.json (config.make_config)."""
     from mtcrl_lite.grid.sweep import run_configs, run_dir
+
     plan = []
     for label, (method, over) in conditions.items():
         for s in seeds:
             cfg = make_config(dataset, method, s, scale, {**(overrides or {}), **over}, tuned=tuned)
             plan.append((label, cfg, run_dir(root, cfg)))
-    dirs = run_configs([p[1] for p in plan], [p[2] for p in plan], force, progress, jobs=jobs,
-                       desc=f"{dataset} conditions")
+    dirs = run_configs(
+        [p[1] for p in plan], [p[2] for p in plan], force, progress, jobs=jobs, desc=f"{dataset} conditions"
+    )
     out: dict[str, list[Path]] = {label: [] for label in conditions}
     for (label, _, _), d in zip(plan, dirs):
         out[label].append(d)
@@ -131,6 +155,7 @@ def mechanism(dirs: dict[str, list[Path]], n_max: int = 2000, spurious: bool = T
     with a known spurious region: Multi-MNIST, Multi-SEM) ρ_spur / flip rate / accuracy drop of the
     counterfactual swap on the shifted validation set (mean over tasks)."""
     from mtcrl_lite.experiments.reliance_study import analyze_runs
+
     rows = []
     for label, ds in dirs.items():
         spur = None
@@ -140,31 +165,57 @@ def mechanism(dirs: dict[str, list[Path]], n_max: int = 2000, spurious: bool = T
         for d in ds:
             seed = read_json(Path(d) / "config.json")["seed"]
             a = final_line(d).get("A")
-            rows.append({"condition": label, "seed": seed, **({} if spur is None else spur.loc[seed].to_dict()),
-                         "A_mean": float(np.mean(a)) if a is not None else np.nan,
-                         "exclusive": exclusive_share(a) if a is not None else np.nan})
+            rows.append(
+                {
+                    "condition": label,
+                    "seed": seed,
+                    **({} if spur is None else spur.loc[seed].to_dict()),
+                    "A_mean": float(np.mean(a)) if a is not None else np.nan,
+                    "exclusive": exclusive_share(a) if a is not None else np.nan,
+                }
+            )
     return pd.DataFrame(rows).groupby("condition", sort=False).mean(numeric_only=True).drop(columns="seed")
 
 
 def convergence(run_dirs, tail: float = 0.2) -> pd.DataFrame:
     """One row per run: epochs, validation-selected epoch (0-based) and its share of the budget, the mean
-    validation score (primary metrics, signed so that higher is better, as model selection uses it) at the selected epoch and the best before the last `tail` of the epochs,
-    and `tail_gain` = their difference (what training past 80 % of the budget still bought)."""
+    validation score (primary metrics, signed so that higher is better, as model selection uses it) at the selected
+    epoch and the best before the last `tail` of the epochs, and `tail_gain` = their difference (what training past 80
+    % of the budget still bought)."""
     rows = []
     for d in run_dirs:
         cfg = read_json(Path(d) / "config.json")
         lines = read_jsonl(Path(d) / "results.jsonl")
         final = lines[-1]
         # the run's own selection score (evaluation.selection_score): primary metrics signed so that higher is better
-        scores = [float(np.mean([e["metrics"]["val"][t][m] * (1 if HIGHER_IS_BETTER[m] else -1)
-                                 for t, m in final["primary"].items()])) for e in lines if e["kind"] == "epoch"]
+        scores = [
+            float(
+                np.mean(
+                    [
+                        e["metrics"]["val"][t][m] * (1 if HIGHER_IS_BETTER[m] else -1)
+                        for t, m in final["primary"].items()
+                    ]
+                )
+            )
+            for e in lines
+            if e["kind"] == "epoch"
+        ]
         n, cut = len(scores), max(1, int(round(len(scores) * (1 - tail))))
         best_before = max(scores[:cut])
         sel = final["selected_epoch"]
-        rows.append({"method": cfg["method"], "seed": cfg["seed"], "epochs": n, "selected_epoch": sel,
-                     "selected_share": (sel + 1) / n, "val_selected": scores[sel],
-                     "val_best_before_tail": best_before, "tail_gain": scores[sel] - best_before,
-                     "run_dir": str(d)})
+        rows.append(
+            {
+                "method": cfg["method"],
+                "seed": cfg["seed"],
+                "epochs": n,
+                "selected_epoch": sel,
+                "selected_share": (sel + 1) / n,
+                "val_selected": scores[sel],
+                "val_best_before_tail": best_before,
+                "tail_gain": scores[sel] - best_before,
+                "run_dir": str(d),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -178,15 +229,23 @@ def paired_table(df: pd.DataFrame, baselines, splits=("val", "test"), selection:
     """report.paired_summary of every condition against each baseline on each split: one row per
     (baseline, split, method) with mean, std, n, ci95_low, ci95_high, verdict (Δ in %, paired by seed)."""
     from mtcrl_lite.analysis.tables import paired_summary, per_seed_delta
-    parts = {(b, s): paired_summary(per_seed_delta(df, baseline=b, selection=selection, split=s))
-             for b in baselines for s in splits}
+
+    parts = {
+        (b, s): paired_summary(per_seed_delta(df, baseline=b, selection=selection, split=s))
+        for b in baselines
+        for s in splits
+    }
     return pd.concat(parts, names=["baseline", "split", "method"]).sort_index()
 
 
 def formatted(paired: pd.DataFrame, order=None) -> pd.DataFrame:
     """paired_table as text, 'mean [low, high]' (%), rows = methods (in `order` if given), columns =
     (baseline, split)."""
-    cell = paired.apply(lambda r: f"{r['mean']:+.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}]"
-                        if r["n"] > 1 else f"{r['mean']:+.2f} (n = 1)", axis=1)
+    cell = paired.apply(
+        lambda r: f"{r['mean']:+.2f} [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}]"
+        if r["n"] > 1
+        else f"{r['mean']:+.2f} (n = 1)",
+        axis=1,
+    )
     table = cell.unstack(["baseline", "split"])
     return table.reindex([m for m in order if m in table.index]) if order is not None else table

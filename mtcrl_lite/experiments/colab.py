@@ -9,13 +9,13 @@ Colab lacks (requirements-colab.txt; Colab's torch and numpy stay), the package,
 Anywhere else it does nothing. The repository's public address is recorded
 once, in pyproject.toml ([project.urls] Repository); this module copies it into the notebooks.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import tomllib
-from pathlib import Path
 
 from mtcrl_lite import __version__
 from mtcrl_lite.paths import REPO_ROOT
@@ -23,13 +23,21 @@ from mtcrl_lite.paths import REPO_ROOT
 NOTEBOOKS = REPO_ROOT / "notebooks"
 CLONE = "/content/mtcrl-lite"
 # what `python -m mtcrl_lite.data fetch` each notebook needs (03-05 fall back to their stand-in without data)
-DATA = {"01_theory_proposition1": [], "02_synthetic_spurious": ["mnist"], "03_taskonomy": [], "04_cityscapes": [],
-        "05_nyuv2": [], "06_multimnist": ["mnist"], "07_movielens": ["movielens"],
-        "08_ablations": ["mnist", "movielens"], "09_main_results": ["mnist", "movielens"],
-        "10_beyond_the_paper": ["mnist", "fashion", "movielens"]}
-TAG = "colab"          # cell metadata tag of the two cells this module owns
+DATA = {
+    "01_theory_proposition1": [],
+    "02_synthetic_spurious": ["mnist"],
+    "03_taskonomy": [],
+    "04_cityscapes": [],
+    "05_nyuv2": [],
+    "06_multimnist": ["mnist"],
+    "07_movielens": ["movielens"],
+    "08_ablations": ["mnist", "movielens"],
+    "09_main_results": ["mnist", "movielens"],
+    "10_beyond_the_paper": ["mnist", "fashion", "movielens"],
+}
+TAG = "colab"  # cell metadata tag of the two cells this module owns
 
-BOOTSTRAP = '''\
+BOOTSTRAP = """\
 # Colab only: clone mtcrl-lite at this notebook's release and run `make colab` there (installs what Colab lacks at
 # the repository's pins, fetches the data this notebook reads). Anywhere else this cell does nothing (`make venv data`).
 import os, subprocess, sys
@@ -39,7 +47,7 @@ if "google.colab" in sys.modules:
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", REV, REPO, CLONE], check=True)
     subprocess.run(["make", "-C", CLONE, "colab", f"PYTHON={{sys.executable}}", f"DATA={{' '.join(DATA)}}"], check=True)
     sys.path.insert(0, CLONE)
-    os.chdir(os.path.join(CLONE, "notebooks"))'''
+    os.chdir(os.path.join(CLONE, "notebooks"))"""
 
 
 def repository() -> str:
@@ -48,8 +56,10 @@ def repository() -> str:
     try:
         return meta["urls"]["Repository"].rstrip("/")
     except KeyError:
-        raise ValueError(f"{REPO_ROOT / 'pyproject.toml'} has no [project.urls] Repository; add the repository's "
-                         f"public address there (https://github.com/OWNER/NAME)") from None
+        raise ValueError(
+            f"{REPO_ROOT / 'pyproject.toml'} has no [project.urls] Repository; add the repository's "
+            f"public address there (https://github.com/OWNER/NAME)"
+        ) from None
 
 
 def release() -> str:
@@ -64,7 +74,9 @@ def badge(name: str) -> str:
 
 def bootstrap(name: str) -> str:
     if name not in DATA:
-        raise KeyError(f"notebooks/{name}.ipynb is not in mtcrl_lite.experiments.colab.DATA; add the datasets it fetches there")
+        raise KeyError(
+            f"notebooks/{name}.ipynb is not in mtcrl_lite.experiments.colab.DATA; add the datasets it fetches there"
+        )
     return BOOTSTRAP.format(repo=repository(), rev=release(), data=DATA[name], clone=CLONE)
 
 
@@ -76,8 +88,11 @@ def _cell(kind: str, cell_id: str, source: str) -> dict:
 def with_colab_cells(nb: dict, name: str) -> dict:
     """`nb` with the badge and the bootstrap cell first (replacing the ones this module wrote before)."""
     cells = [c for c in nb["cells"] if TAG not in c.get("metadata", {}).get("tags", [])]
-    return {**nb, "cells": [_cell("markdown", "colab-badge", badge(name)),
-                                 _cell("code", "colab-bootstrap", bootstrap(name))] + cells}
+    return {
+        **nb,
+        "cells": [_cell("markdown", "colab-badge", badge(name)), _cell("code", "colab-bootstrap", bootstrap(name))]
+        + cells,
+    }
 
 
 def main(argv=None) -> int:
@@ -93,7 +108,10 @@ def main(argv=None) -> int:
             if not args.check:
                 path.write_text(json.dumps(new, indent=1, ensure_ascii=False) + "\n")
     for path in stale:
-        print(f"{'stale' if args.check else 'wrote'}: {path}" + (" (run python -m mtcrl_lite.experiments.colab)" if args.check else ""))
+        print(
+            f"{'stale' if args.check else 'wrote'}: {path}"
+            + (" (run python -m mtcrl_lite.experiments.colab)" if args.check else "")
+        )
     return 1 if args.check and stale else 0
 
 

@@ -9,42 +9,43 @@ tidy results that notebook 09 reads, and computes the paired tables beside the p
 Configs: Taskonomy's runs use the scale preset as notebook 03 always has (its run digests must not change);
 CityScapes and NYUv2 add `train.threads = 1` at the default scale, so that `jobs = 2` runs share 2 CPU cores.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from mtcrl_lite.analysis import tables as report
-
-from mtcrl_lite.grid import sweep
-from mtcrl_lite.run.config import make_config
 from mtcrl_lite.data import cityscapes, nyuv2, scenes, taskonomy
 from mtcrl_lite.experiments.notebook import results_dir, run_overrides
+from mtcrl_lite.grid import sweep
+from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.rundir import collect
 from mtcrl_lite.run.train import load_data, load_trained
 
 STAND_IN = "scenes"
-PLAIN = "mtl-plain"                     # the method name of the plain MTL runs in the tables
+PLAIN = "mtl-plain"  # the method name of the plain MTL runs in the tables
 
 
 @dataclass(frozen=True)
 class Benchmark:
     """One dense column of the paper's main table: its real loader, the stand-in's style and where results go."""
-    dataset: str                        # registry name of the real data
-    label: str                          # printed name
-    column: str                         # report.DATASETS column
-    folder: str                         # results folder (report.SOURCES)
-    tasks: tuple[str, ...]              # task names (real loader and stand-in share them)
-    seg: str                            # the segmentation task and the depth task of the shortcut measure
+
+    dataset: str  # registry name of the real data
+    label: str  # printed name
+    column: str  # report.DATASETS column
+    folder: str  # results folder (report.SOURCES)
+    tasks: tuple[str, ...]  # task names (real loader and stand-in share them)
+    seg: str  # the segmentation task and the depth task of the shortcut measure
     depth: str
     available: Callable[[str], bool]
     resolve_root: Callable[[str], Path]
-    style: str                          # scenes style of the stand-in
-    default_overrides: dict = field(default_factory=dict)    # added at the default scale (real and stand-in)
-    stand_in_scales: dict = field(default_factory=dict)      # scale -> overrides of the stand-in (over the preset)
+    style: str  # scenes style of the stand-in
+    default_overrides: dict = field(default_factory=dict)  # added at the default scale (real and stand-in)
+    stand_in_scales: dict = field(default_factory=dict)  # scale -> overrides of the stand-in (over the preset)
 
     def stand_in_overrides(self, scale: str) -> dict:
         # the Taskonomy style is the scenes default: not named, so that notebook 03's digests stay as they were
@@ -52,7 +53,7 @@ class Benchmark:
         return {**style, **self.stand_in_scales.get(scale, {})}
 
 
-ONE_THREAD = {"train.threads": 1}       # CPU default scale: two runs at a time (jobs=2) share 2 cores
+ONE_THREAD = {"train.threads": 1}  # CPU default scale: two runs at a time (jobs=2) share 2 cores
 
 
 def _cityscapes_layout(root: str) -> str | None:
@@ -60,19 +61,53 @@ def _cityscapes_layout(root: str) -> str | None:
 
 
 BENCHMARKS = {
-    "taskonomy": Benchmark("taskonomy", "Taskonomy", "Taskonomy", "03_taskonomy", scenes.TASK_NAMES,
-                           "segment_semantic", "depth_zbuffer", taskonomy.available, taskonomy.resolve_root,
-                           "taskonomy"),
-    "cityscapes": Benchmark("cityscapes", "CityScapes", "CityScape", "04_cityscapes", cityscapes.TASK_NAMES,
-                            "segmentation", "depth", lambda root: _cityscapes_layout(root) is not None,
-                            cityscapes.resolve_root, "cityscapes", ONE_THREAD, {"smoke": {"model.width": 8}}),
+    "taskonomy": Benchmark(
+        "taskonomy",
+        "Taskonomy",
+        "Taskonomy",
+        "03_taskonomy",
+        scenes.TASK_NAMES,
+        "segment_semantic",
+        "depth_zbuffer",
+        taskonomy.available,
+        taskonomy.resolve_root,
+        "taskonomy",
+    ),
+    "cityscapes": Benchmark(
+        "cityscapes",
+        "CityScapes",
+        "CityScape",
+        "04_cityscapes",
+        cityscapes.TASK_NAMES,
+        "segmentation",
+        "depth",
+        lambda root: _cityscapes_layout(root) is not None,
+        cityscapes.resolve_root,
+        "cityscapes",
+        ONE_THREAD,
+        {"smoke": {"model.width": 8}},
+    ),
     # K = max(4, 2T) modules must divide the shared width (the scenes presets have 10, 40, 80): CityScapes' two
     # tasks give K = 4 (smoke 10 -> 8); NYUv2's three K = 6 (smoke 12, default 36, full 96). NYUv2's smoke runs
     # take 8 steps at lr 1e-2: with the preset's 4 at 1e-3 every model predicts an absent class (mIoU 0, Δ undefined)
-    "nyuv2": Benchmark("nyuv2", "NYUv2", "NYUv2", "05_nyuv2", nyuv2.TASK_NAMES, "segmentation", "depth",
-                       nyuv2.available, nyuv2.resolve_root, "nyuv2", ONE_THREAD,
-                       {"smoke": {"model.width": 12, "train.batch_size": 8, "train.lr": 1e-2},
-                        "default": {"model.width": 36}, "full": {"model.width": 96}}),
+    "nyuv2": Benchmark(
+        "nyuv2",
+        "NYUv2",
+        "NYUv2",
+        "05_nyuv2",
+        nyuv2.TASK_NAMES,
+        "segmentation",
+        "depth",
+        nyuv2.available,
+        nyuv2.resolve_root,
+        "nyuv2",
+        ONE_THREAD,
+        {
+            "smoke": {"model.width": 12, "train.batch_size": 8, "train.lr": 1e-2},
+            "default": {"model.width": 36},
+            "full": {"model.width": 96},
+        },
+    ),
 }
 
 
@@ -107,6 +142,7 @@ def run_data(bench: Benchmark, data_root: str | None, scale: str = "default") ->
 @dataclass
 class DenseRun:
     """What a dense notebook trains and where: dataset, scale, seeds, config overrides, results folder."""
+
     bench: Benchmark
     dataset: str
     scale: str
@@ -136,8 +172,15 @@ class DenseRun:
         dirs = sweep.run_grid(self.dataset, methods, self.seeds, self.out, self.scale, self.overrides, **grid)
         df = collect(dirs)
         df.to_csv(self.out / "tidy_results.csv", index=False)
-        plain_dirs = sweep.run_grid(self.dataset, ["mtl"], self.seeds, self.out / "plain", self.scale,
-                                    {**self.overrides, "model.module_norm": "none"}, **grid)
+        plain_dirs = sweep.run_grid(
+            self.dataset,
+            ["mtl"],
+            self.seeds,
+            self.out / "plain",
+            self.scale,
+            {**self.overrides, "model.module_norm": "none"},
+            **grid,
+        )
         plain = collect(plain_dirs).assign(method=PLAIN)
         plain.to_csv(self.out / "tidy_results_plain_mtl.csv", index=False)
         return dirs, plain_dirs, pd.concat([df, plain], ignore_index=True)
@@ -180,13 +223,19 @@ def setup(name: str, P, log=print) -> DenseRun:
     scale, seeds = ("smoke", P.SEEDS[:1]) if P.SMOKE else (P.SCALE, list(P.SEEDS))
     dataset, data_over, line = run_data(bench, P.DATA_ROOT, scale)
     log(line)
-    overrides = {**run_overrides(P, data_root=False), **({"data.tasks": tuple(P.TASKS)} if P.TASKS else {}),
-                 **data_over}
+    overrides = {
+        **run_overrides(P, data_root=False),
+        **({"data.tasks": tuple(P.TASKS)} if P.TASKS else {}),
+        **data_over,
+    }
     out = results_dir(P, bench.folder)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     run = DenseRun(bench, dataset, scale, seeds, overrides, out, getattr(P, "JOBS", 1))
-    log(f"scale={scale} seeds={seeds} methods={P.METHODS}" + (f" jobs={run.jobs}" if hasattr(P, "JOBS") else "") +
-        f"\nresults -> {out}")
+    log(
+        f"scale={scale} seeds={seeds} methods={P.METHODS}"
+        + (f" jobs={run.jobs}" if hasattr(P, "JOBS") else "")
+        + f"\nresults -> {out}"
+    )
     return run
 
 

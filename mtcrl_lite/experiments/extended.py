@@ -9,6 +9,7 @@ so notebook 10 reuses them and trains only what that notebook lacks (the newer m
   The dense columns have their own seeds (DENSE_SEEDS, 3 like notebooks 03–05) and compare against the
   architecture-matched MTL (normalised shared map), the only MTL of notebook 10.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtcrl_lite.experiments import dense as dense_benchmark
-from mtcrl_lite.run.config import make_config
 from mtcrl_lite.experiments.notebook import results_dir, run_overrides
+from mtcrl_lite.run.config import make_config
 
 # registry dataset -> (label, the folder its runs share with the notebook that owns them, that notebook's overrides)
 SMALL = {
@@ -26,20 +27,21 @@ SMALL = {
     "fashionmnist": ("Fashion+MNIST", "10_beyond_the_paper/fashionmnist", {}),
     "movielens": ("MovieLens", "07_movielens", {"data.target": "rating"}),
 }
-DENSE = tuple(dense_benchmark.BENCHMARKS)          # taskonomy, cityscapes, nyuv2
-NAMES = (*SMALL, *DENSE)                            # the values DATASETS may take
+DENSE = tuple(dense_benchmark.BENCHMARKS)  # taskonomy, cityscapes, nyuv2
+NAMES = (*SMALL, *DENSE)  # the values DATASETS may take
 
 
 @dataclass(frozen=True)
 class Column:
     """One column of the extended table: what notebook 10 trains for it and where."""
-    name: str           # the DATASETS entry
-    label: str          # printed name, with " †" on a synthetic stand-in
-    dataset: str        # the registry dataset its runs train on ("scenes" for a dense stand-in)
+
+    name: str  # the DATASETS entry
+    label: str  # printed name, with " †" on a synthetic stand-in
+    dataset: str  # the registry dataset its runs train on ("scenes" for a dense stand-in)
     seeds: tuple[int, ...]
-    home: Path          # the runs' folder (shared with the owning notebook unless RESULTS_DIR is given)
+    home: Path  # the runs' folder (shared with the owning notebook unless RESULTS_DIR is given)
     overrides: dict
-    threads: int        # train.threads of its runs (Taskonomy's keep notebook 03's 2)
+    threads: int  # train.threads of its runs (Taskonomy's keep notebook 03's 2)
 
     @property
     def stand_in(self) -> bool:
@@ -69,7 +71,7 @@ def plan(P) -> list[Column]:
             folder, seeds, over = bench.folder, P.DENSE_SEEDS, {**run_overrides(P, data_root=False), **own}
         else:
             raise KeyError(f"unknown DATASETS entry {name!r}; valid: {list(NAMES)}")
-        home = results_dir(P, folder) / (name if P.RESULTS_DIR else "")   # RESULTS_DIR: a folder per column
+        home = results_dir(P, folder) / (name if P.RESULTS_DIR else "")  # RESULTS_DIR: a folder per column
         threads = make_config(dataset, "mtl", 0, scale, over).train.threads
         columns.append(Column(name, label, dataset, tuple(seeds[:1] if P.SMOKE else seeds), home, over, threads))
     return columns

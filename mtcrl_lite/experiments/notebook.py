@@ -5,6 +5,7 @@ as the string "False". `parameters(SEEDS=SEEDS, ...)` turns every value into the
 with an error that names the parameter, the value and an example that works. Every notebook calls it in the first
 code cell after its `parameters` cell, with every name that cell assigns (tests/test_notebook_params.py checks it).
 """
+
 from __future__ import annotations
 
 import ast
@@ -66,14 +67,40 @@ NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
     "01_theory_proposition1": {"EPOCHS": ("int_list", None)},
 }
 # Smallest valid value of numeric parameters (every entry of a list): EPOCHS 0 is an error, not "the preset".
-MINIMUM: dict[str, int] = {"EPOCHS": 1, "SEEDS": 0, "D_CAUSAL": 1, "D_NOISE": 0, "N_LARGE": 1, "N_FIT_REPEATS": 1,
-                           "NS": 1, "N_REPEATS": 1, "WIDTH": 1, "N_ANALYZE": 1, "WIDTHS": 1, "EPOCHS_GRID": 1,
-                           "MAIN_SEEDS": 0, "JOBS": 1, "DENSE_SEEDS": 0}
-EXAMPLES = {"bool": "True", "int": "3", "float": "1.5", "prob": "0.9", "str": "default", "path": "/data/taskonomy",
-            "dict": "\"{'train.epochs': 5}\"", "int_list": '"[1, 2, 3]"', "float_list": '"[0.5, 2.0]"',
-            "prob_list": '"[0.5, 0.9]"', "str_list": '"[mtl, mtcrl]"', "int_or_none": "20",
-            "str_list_or_none": '"[segment_semantic, normal]"', "float_list_or_empty": '"[10.0, 30.0]"',
-            "str_list_or_empty": '"[mtl, mtcrl]"'}
+MINIMUM: dict[str, int] = {
+    "EPOCHS": 1,
+    "SEEDS": 0,
+    "D_CAUSAL": 1,
+    "D_NOISE": 0,
+    "N_LARGE": 1,
+    "N_FIT_REPEATS": 1,
+    "NS": 1,
+    "N_REPEATS": 1,
+    "WIDTH": 1,
+    "N_ANALYZE": 1,
+    "WIDTHS": 1,
+    "EPOCHS_GRID": 1,
+    "MAIN_SEEDS": 0,
+    "JOBS": 1,
+    "DENSE_SEEDS": 0,
+}
+EXAMPLES = {
+    "bool": "True",
+    "int": "3",
+    "float": "1.5",
+    "prob": "0.9",
+    "str": "default",
+    "path": "/data/taskonomy",
+    "dict": "\"{'train.epochs': 5}\"",
+    "int_list": '"[1, 2, 3]"',
+    "float_list": '"[0.5, 2.0]"',
+    "prob_list": '"[0.5, 0.9]"',
+    "str_list": '"[mtl, mtcrl]"',
+    "int_or_none": "20",
+    "str_list_or_none": '"[segment_semantic, normal]"',
+    "float_list_or_empty": '"[10.0, 30.0]"',
+    "str_list_or_empty": '"[mtl, mtcrl]"',
+}
 _BASES = ("bool", "int", "float", "prob", "str", "path", "dict", "int_list", "float_list", "prob_list", "str_list")
 _NONE = ("", "None")
 
@@ -139,7 +166,7 @@ def _scalar(value, base: str):
         return value
     if base == "int" and isinstance(value, str):
         try:
-            return int(value.strip())   # exact, also for "200_000" and big integers
+            return int(value.strip())  # exact, also for "200_000" and big integers
         except ValueError:
             pass
     try:
@@ -147,7 +174,7 @@ def _scalar(value, base: str):
     except ValueError:
         raise ValueError(what) from None
     if base == "int":
-        if not number.is_integer():   # False for nan and inf
+        if not number.is_integer():  # False for nan and inf
             raise ValueError(what)
         return int(number)
     if not math.isfinite(number):
@@ -201,8 +228,9 @@ def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None 
             if bad:
                 what = bad if isinstance(v, list) else repr(v)
                 raise _fail(name, value, kind, f"{what} not among the valid values {list(ok)}", tuple(ok))
-        low = [x for x in (v if isinstance(v, list) else [v]) if x is not None and name in MINIMUM
-               and x < MINIMUM[name]]
+        low = [
+            x for x in (v if isinstance(v, list) else [v]) if x is not None and name in MINIMUM and x < MINIMUM[name]
+        ]
         if low:
             raise _fail(name, value, kind, f"{low} below the smallest valid value {MINIMUM[name]}", None)
         out[name] = v
@@ -221,5 +249,8 @@ def run_overrides(P, data_root: bool = True) -> dict:
     """The config overrides a notebook's runs take from its parameters: train.device from DEVICE, train.epochs from
     EPOCHS when set, data.root from DATA_ROOT when set (unless `data_root` is False: the dense benchmarks resolve
     their own, `dense_benchmark.choose_data`)."""
-    return {"train.device": P.DEVICE, **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
-            **({"data.root": str(P.DATA_ROOT)} if data_root and P.DATA_ROOT else {})}
+    return {
+        "train.device": P.DEVICE,
+        **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
+        **({"data.root": str(P.DATA_ROOT)} if data_root and P.DATA_ROOT else {}),
+    }

@@ -8,6 +8,7 @@ for which task of which dataset, and the inputs, model and held-out sets in the 
 * `model_in_mask_coords(model, data)`: the model as a function of those coordinates (`spurious.latent_model`).
 * `iid_strength`, `iid_split`: an in-distribution held-out split, drawn like the training mixture of environments.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -77,7 +78,7 @@ def iid_strength(dataset: str, strengths) -> float:
     m^2 + (1 - m)^2 is not: m = (1 + sqrt(2 q - 1)) / 2 for the mean agreement q (taking the m >= 0.5 root)."""
     s = np.asarray(strengths, dtype=float)
     if dataset == "multisem":
-        q = np.mean(s ** 2 + (1 - s) ** 2)
+        q = np.mean(s**2 + (1 - s) ** 2)
         return float((1 + np.sqrt(max(2 * q - 1, 0.0))) / 2)
     return float(s.mean())
 
@@ -85,8 +86,9 @@ def iid_strength(dataset: str, strengths) -> float:
 def iid_split(cfg, n: int | None = None):
     """A fresh held-out split from (approximately) the training distribution: the same data config with the
     validation strength set by `iid_strength`. Training environments are unchanged (they are drawn first)."""
-    from mtcrl_lite.run.config import make_config          # local: config imports the data registry
+    from mtcrl_lite.run.config import make_config  # local: config imports the data registry
     from mtcrl_lite.run.train import load_data
+
     train_key, val_key = _IID_KEYS[cfg.dataset]
     strength = iid_strength(cfg.dataset, getattr(cfg.data, train_key))
     over = {f"data.{k}": v for k, v in vars(cfg.data).items()}

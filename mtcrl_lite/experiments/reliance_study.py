@@ -1,5 +1,6 @@
 """Experiments on spurious-feature reliance (notebook 02): trained runs analyzed with the measures of
-`mtcrl_lite.analysis.reliance` on the datasets' spurious features (`mtcrl_lite.experiments.reliance_data`), controls, sweeps and tables.
+`mtcrl_lite.analysis.reliance` on the datasets' spurious features (`mtcrl_lite.experiments.reliance_data`),
+controls, sweeps and tables.
 
 * `analyze_run` / `analyze_runs`: ρ_spur and counterfactual measures per (task, set) of finished runs (cached CSVs).
 * `single_env_overrides`: the one-environment control (e.g. zero correlation) at the default training-set size.
@@ -7,6 +8,7 @@
 * `saliency_of_run`: a finished run's saliency map of one task.
 * `excess_over_control`, `direction_checks`, `table1` (with `PAPER_TABLE1`): the tables the claims are judged on.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +34,7 @@ def analyze_run(run_dir, n_max: int = 2000, output: str = "logit", seed: int = 0
     One row per (task, set)."""
     from mtcrl_lite.run.rundir import final_line
     from mtcrl_lite.run.train import load_trained
+
     method, cfg, data = load_trained(run_dir)
     model = model_in_mask_coords(method.model, data)
     final = final_line(run_dir)
@@ -44,11 +47,21 @@ def analyze_run(run_dir, n_max: int = 2000, output: str = "logit", seed: int = 0
             mask = spurious_mask(data, t.name)
             y = ys[t.name][:n_max]
             cf = counterfactual(model, x, y, t.name, mask, seed=seed)
-            rows.append({"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed, "task": t.name, "set": name,
-                         "rho_spur": rho_spur(model, x, y, t.name, mask, output), **cf,
-                         "acc_train": final["metrics"]["train"][t.name]["acc"],
-                         "acc_val": final["metrics"]["val"][t.name]["acc"],
-                         "acc_test": final["metrics"]["test"][t.name]["acc"], "run_dir": str(run_dir)})
+            rows.append(
+                {
+                    "dataset": cfg.dataset,
+                    "method": cfg.method,
+                    "seed": cfg.seed,
+                    "task": t.name,
+                    "set": name,
+                    "rho_spur": rho_spur(model, x, y, t.name, mask, output),
+                    **cf,
+                    "acc_train": final["metrics"]["train"][t.name]["acc"],
+                    "acc_val": final["metrics"]["val"][t.name]["acc"],
+                    "acc_test": final["metrics"]["test"][t.name]["acc"],
+                    "run_dir": str(run_dir),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -75,16 +88,27 @@ def single_env_overrides(dataset: str, strength: float, scale: str, overrides=No
     """Overrides for ONE training environment of the given strength holding as many samples as the scale's
     default environments together (so a sweep over strength keeps the training-set size fixed)."""
     from mtcrl_lite.run.config import make_config
+
     base = make_config(dataset, "mtl", 0, scale, overrides)
     n_total = base.data.n_train_per_env * len(getattr(base.data, STRENGTH_KEY[dataset].split(".", 1)[1]))
     return {**(overrides or {}), STRENGTH_KEY[dataset]: (float(strength),), "data.n_train_per_env": n_total}
 
 
-def strength_sweep(dataset: str, methods, strengths, seeds, root, scale: str = "default", overrides=None,
-                   n_max: int = 2000, progress: bool = False) -> pd.DataFrame:
+def strength_sweep(
+    dataset: str,
+    methods,
+    strengths,
+    seeds,
+    root,
+    scale: str = "default",
+    overrides=None,
+    n_max: int = 2000,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Train every (strength, method, seed) with one training environment of that strength (run_grid, reusing
     finished runs under root/strength=S) and analyze each run (`analyze_runs`); column `strength` added."""
     from mtcrl_lite.grid.sweep import run_grid
+
     frames = []
     for s in strengths:
         over = single_env_overrides(dataset, s, scale, overrides)
@@ -93,11 +117,20 @@ def strength_sweep(dataset: str, methods, strengths, seeds, root, scale: str = "
     return pd.concat(frames, ignore_index=True)
 
 
-def conditions_sweep(dataset: str, methods, seeds, root, conditions: dict, scale: str = "default",
-                     n_max: int = 2000, progress: bool = False) -> pd.DataFrame:
+def conditions_sweep(
+    dataset: str,
+    methods,
+    seeds,
+    root,
+    conditions: dict,
+    scale: str = "default",
+    n_max: int = 2000,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Train and analyze methods x seeds under each named condition {label: overrides} (runs reused under
     root/label); column `condition` added. Building block of the control, width and strength sweeps."""
     from mtcrl_lite.grid.sweep import run_grid
+
     frames = []
     for label, over in conditions.items():
         dirs = run_grid(dataset, methods, seeds, Path(root) / str(label), scale, over, progress=progress)
@@ -109,14 +142,16 @@ def saliency_of_run(run_dir, task: str, n_max: int = 1000, output: str = "logit"
     """Mean |input gradient| of `task` over the first n_max shifted-validation samples of a finished run
     (images: averaged over channels, shape (H, W))."""
     from mtcrl_lite.run.train import load_trained
+
     method, _, data = load_trained(run_dir)
     x, ys = inputs_of(data, data.val)
     sal = saliency(model_in_mask_coords(method.model, data), x[:n_max], ys[task][:n_max], task, output)
     return sal.mean(0) if sal.ndim == 3 else sal
 
 
-def excess_over_control(df: pd.DataFrame, control: pd.DataFrame,
-                        cols=("rho_spur", "flip_rate", "acc_drop")) -> pd.DataFrame:
+def excess_over_control(
+    df: pd.DataFrame, control: pd.DataFrame, cols=("rho_spur", "flip_rate", "acc_drop")
+) -> pd.DataFrame:
     """Per (method, set): mean over seeds and tasks of each measure, its control value (zero correlation) and
     the excess = measure - control, the figure the claims are judged on."""
     keys = ["method", "set"]
@@ -164,8 +199,9 @@ def table1(df: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     counterfactual, shifted set), columns (dataset, method); mean ± std over seeds of the mean over tasks, the
     paper's value beside ours where it has one."""
     d = df[df["set"] == "shifted"]
-    per_seed = d.groupby(["dataset", "method", "seed"])[["acc_train", "acc_val", "rho_spur", "flip_rate",
-                                                          "acc_drop"]].mean()
+    per_seed = d.groupby(["dataset", "method", "seed"])[
+        ["acc_train", "acc_val", "rho_spur", "flip_rate", "acc_drop"]
+    ].mean()
     g = per_seed.groupby(["dataset", "method"])
     mean, std, n = g.mean(), g.std(), g.size()
     out = {}

@@ -8,21 +8,23 @@ or on how many runs share the machine.
         --slurm time=120 [--dry-run]                                           # prints the sbatch script only
 
 `--slurm KEY=VALUE` takes submitit's SlurmExecutor parameters (partition, time in minutes, gpus_per_node,
-cpus_per_task, mem (e.g. 32GB), account, qos, constraint, setup, ...); cpus_per_task defaults to the runs' train.threads.
+cpus_per_task, mem (e.g. 32GB), account, qos, constraint, setup, ...); cpus_per_task defaults to the runs'
+train.threads.
 submitit writes its logs and pickles to FOLDER (the sweep's `_submitit/` next to its run folders).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import submitit
 from submitit.slurm.slurm import _make_sbatch_string
 from tqdm.auto import tqdm
 
 LAUNCHERS = ("local", "slurm")
-LOCAL_TIMEOUT_MIN = 7 * 24 * 60          # submitit's local default is 2 minutes; a run is stopped by nothing here
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes; a run is stopped by nothing here
 
 
 def slurm_parameters(sets: Sequence[str]) -> dict:
@@ -63,13 +65,23 @@ def sbatch_script(folder, jobs: int, slurm: dict | None = None, threads: int = 1
     submitted: for --dry-run and the tests."""
     ex = executor("slurm", folder, jobs, slurm, threads, dry_run=True)
     # submitit's own script writer (module-private in submitit 1.5.4), as its array submission calls it
-    return _make_sbatch_string(command=ex._submitit_command_str, folder=ex.folder,
-                               map_count=n_runs if n_runs > 1 else None, **ex.parameters)
+    return _make_sbatch_string(
+        command=ex._submitit_command_str, folder=ex.folder, map_count=n_runs if n_runs > 1 else None, **ex.parameters
+    )
 
 
-def launch(fn: Callable, work: list[tuple], jobs: int, launcher: str = "local", folder=None,
-           slurm: dict | None = None, progress: bool = True, desc: str = "runs", poll_s: float = 1.0,
-           threads: int = 1) -> list:
+def launch(
+    fn: Callable,
+    work: list[tuple],
+    jobs: int,
+    launcher: str = "local",
+    folder=None,
+    slurm: dict | None = None,
+    progress: bool = True,
+    desc: str = "runs",
+    poll_s: float = 1.0,
+    threads: int = 1,
+) -> list:
     """fn(*args) for every args in `work`, through submitit; results in the order of `work`. Local: at most `jobs`
     processes at a time (a run that fails raises here with its traceback; the others already running are
     cancelled). Slurm: one array job with at most `jobs` tasks at a time."""
@@ -96,7 +108,7 @@ def launch(fn: Callable, work: list[tuple], jobs: int, launcher: str = "local", 
                 bar.update()
             time.sleep(poll_s if running else 0)
     finally:
-        for job in running:                  # an error or an interrupt: stop what still runs
+        for job in running:  # an error or an interrupt: stop what still runs
             job.cancel(check=False)
         bar.close()
     return results

@@ -22,6 +22,7 @@
   searched replace theirs) and the selected values in tuning/tuned.json, which `config.make_config` reads (see its
   docstring for the order). `make tune` runs the two searches of the fidelity protocol.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtcrl_lite.run.config import SECTIONS, TUNED_PATH, _fields, _locate, get_value, make_config, parse_sets, typed
-from mtcrl_lite.core.hparams import Range, ranges
 from mtcrl_lite.baselines.methods import METHODS, get_method
-from mtcrl_lite.models.networks import n_modules
-from mtcrl_lite.run.rundir import atomic_write_text, final_line, is_finished, read_json
+from mtcrl_lite.core.hparams import Range, ranges
+from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.grid.launch import slurm_parameters
 from mtcrl_lite.grid.sweep import add_launcher_args, failure, run_configs
-from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
+from mtcrl_lite.models.networks import n_modules
+from mtcrl_lite.run.config import SECTIONS, TUNED_PATH, _fields, _locate, get_value, make_config, parse_sets, typed
+from mtcrl_lite.run.rundir import atomic_write_text, final_line, is_finished, read_json
 
 # Shared fields a dataset keeps fixed, with the reason (every other field with a range is searched).
 PINNED: dict[str, dict[str, str]] = {
@@ -80,8 +81,7 @@ def search_space(dataset: str, method: str, scale: str = "default", base_overrid
     cfg = make_config(dataset, method, 0, scale, base, tuned=False)
     spec = get_method(method)
     kind = spec.cls.model_kind
-    fixed = (set(PINNED.get(dataset, {})) | {_full_key(cfg, k) for k in base}
-             | {f"hp.{n}" for n in spec.not_searched})
+    fixed = set(PINNED.get(dataset, {})) | {_full_key(cfg, k) for k in base} | {f"hp.{n}" for n in spec.not_searched}
     out = []
     for section in SECTIONS:
         obj = getattr(cfg, section)
@@ -97,7 +97,8 @@ def _rng(method: str, draw: int, key: str, attempt: int) -> np.random.Generator:
 
 
 def _n_tasks(cfg) -> int:
-    from mtcrl_lite.run.train import load_data          # local: building the data is needed only to check K >= T
+    from mtcrl_lite.run.train import load_data  # local: building the data is needed only to check K >= T
+
     return len(load_data(cfg).tasks)
 
 
@@ -111,8 +112,9 @@ def _feasible(cfg, n_tasks_fn) -> bool:
     return True
 
 
-def draw_overrides(dataset: str, method: str, draw: int, scale: str = "default", base_overrides=None,
-                   n_tasks: int | None = None) -> dict[str, object]:
+def draw_overrides(
+    dataset: str, method: str, draw: int, scale: str = "default", base_overrides=None, n_tasks: int | None = None
+) -> dict[str, object]:
     """{config key: value} of every searched field for draw `draw` of `method` (draw 0 = the defaults)."""
     if draw < 0:
         raise ValueError(f"draw must be >= 0, got {draw}")
@@ -127,6 +129,7 @@ def draw_overrides(dataset: str, method: str, draw: int, scale: str = "default",
         if "n" not in cache:
             cache["n"] = n_tasks if n_tasks is not None else _n_tasks(cfg0)
         return cache["n"]
+
     for attempt in range(MAX_ATTEMPTS):
         values = {r.key: r.sample(_rng(method, draw, r.key, attempt)) for r in space}
         if _feasible(make_config(dataset, method, 0, scale, {**base, **values}, tuned=False), n_tasks_fn):
@@ -138,9 +141,20 @@ def run_dir(root, cfg, draw: int) -> Path:
     return Path(root) / cfg.method / f"draw{draw:02d}-seed{cfg.seed}-{cfg.digest()}"
 
 
-def run_search(dataset: str, methods, n_draws: int, root, scale: str = "default", base_overrides=None,
-               seed: int = 0, force: bool = False, progress: bool = True, jobs: int = 1, launcher: str = "local",
-               slurm: dict | None = None) -> list[Path]:
+def run_search(
+    dataset: str,
+    methods,
+    n_draws: int,
+    root,
+    scale: str = "default",
+    base_overrides=None,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+    launcher: str = "local",
+    slurm: dict | None = None,
+) -> list[Path]:
     """Run draws 0 .. n_draws-1 of every method (the same number for each), one seed; returns the run directories
     (each holds draw.json: the draw and its searched values). Tuned defaults are never read here."""
     if n_draws < 1:
@@ -154,18 +168,35 @@ def run_search(dataset: str, methods, n_draws: int, root, scale: str = "default"
         for d in range(n_draws):
             values = draw_overrides(dataset, m, d, scale, base, n_tasks)
             cfg = make_config(dataset, m, seed, scale, {**base, **values}, tuned=False)
-            info = {"dataset": dataset, "method": m, "draw": d, "seed": seed, "scale": scale,
-                    "searched": values, "base_overrides": {k: _jsonable(v) for k, v in base.items()}}
-            plans.append((cfg, run_dir(root, cfg, d), info))          # every config is validated before any run
+            info = {
+                "dataset": dataset,
+                "method": m,
+                "draw": d,
+                "seed": seed,
+                "scale": scale,
+                "searched": values,
+                "base_overrides": {k: _jsonable(v) for k, v in base.items()},
+            }
+            plans.append((cfg, run_dir(root, cfg, d), info))  # every config is validated before any run
 
     def write_info(d: Path, info: dict):
         if not (d / DRAW_FILE).exists():
             atomic_write_text(d / DRAW_FILE, json.dumps(_jsonable(info), indent=1, sort_keys=True))
+
     for _, d, info in plans:
         write_info(d, info)
-    dirs = run_configs([p[0] for p in plans], [p[1] for p in plans], force=force, progress=progress,
-                       record_failures=True, desc=f"{dataset} search", jobs=jobs, launcher=launcher, slurm=slurm)
-    for _, d, info in plans:                  # --force removed the directories: write the draw again
+    dirs = run_configs(
+        [p[0] for p in plans],
+        [p[1] for p in plans],
+        force=force,
+        progress=progress,
+        record_failures=True,
+        desc=f"{dataset} search",
+        jobs=jobs,
+        launcher=launcher,
+        slurm=slurm,
+    )
+    for _, d, info in plans:  # --force removed the directories: write the draw again
         write_info(d, info)
     return dirs
 
@@ -186,20 +217,28 @@ def _score(metrics: dict, primary: dict, split: str) -> float:
 
 def search_table(run_dirs) -> pd.DataFrame:
     """One row per draw: dataset, method, draw, seed, scale, base_overrides (the pinned --set values, JSON),
-    digest, git_revision, status ("ok", "diverged", "unfinished"), selected_epoch, `searched` (the searched keys, space-separated), every searched field and every
-    hp.* field (columns named by config key), then val/{task}/{metric} and test/{task}/{metric} of each task's
-    primary metric at the validation-selected epoch, val_score (the mean validation score that selection uses,
-    signed so that higher is better) and test_score (the same on test: for the oracle only)."""
+    digest, git_revision, status ("ok", "diverged", "unfinished"), selected_epoch, `searched` (the searched keys,
+    space-separated), every searched field and every hp.* field (columns named by config key), then
+    val/{task}/{metric} and test/{task}/{metric} of each task's primary metric at the validation-selected epoch,
+    val_score (the mean validation score that selection uses, signed so that higher is better) and test_score (the
+    same on test: for the oracle only)."""
     rows = []
     for d in run_dirs:
         d = Path(d)
         cfg = read_json(d / "config.json") if (d / "config.json").exists() else None
         info = read_json(d / DRAW_FILE)
-        row = {"dataset": info["dataset"], "method": info["method"], "draw": info["draw"], "seed": info["seed"],
-               "scale": info["scale"], "base_overrides": json.dumps(info["base_overrides"], sort_keys=True),
-               "digest": cfg["digest"] if cfg else None, "git_revision": cfg.get("git_revision") if cfg else None,
-               "status": "diverged" if failure(d) else "ok" if is_finished(d) else "unfinished",
-               "searched": " ".join(sorted(info["searched"]))}
+        row = {
+            "dataset": info["dataset"],
+            "method": info["method"],
+            "draw": info["draw"],
+            "seed": info["seed"],
+            "scale": info["scale"],
+            "base_overrides": json.dumps(info["base_overrides"], sort_keys=True),
+            "digest": cfg["digest"] if cfg else None,
+            "git_revision": cfg.get("git_revision") if cfg else None,
+            "status": "diverged" if failure(d) else "ok" if is_finished(d) else "unfinished",
+            "searched": " ".join(sorted(info["searched"])),
+        }
         values = dict(info["searched"])
         if cfg:
             values.update({f"hp.{k}": v for k, v in (cfg.get("hp") or {}).items()})
@@ -220,20 +259,33 @@ def search_table(run_dirs) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    for c in df.columns:         # integer fields stay integers where other methods leave the column empty
+    for c in df.columns:  # integer fields stay integers where other methods leave the column empty
         vals = [r[c] for r in rows if r.get(c) is not None]
         if vals and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals):
             df[c] = df[c].astype("Int64")
-    ident = ["dataset", "method", "draw", "seed", "scale", "base_overrides", "digest", "git_revision", "status",
-             "selected_epoch", "searched"]
-    params = sorted((c for c in df.columns if c.split(".", 1)[0] in SECTIONS), key=lambda c: (
-        SECTIONS.index(c.split(".", 1)[0]), c))
+    ident = [
+        "dataset",
+        "method",
+        "draw",
+        "seed",
+        "scale",
+        "base_overrides",
+        "digest",
+        "git_revision",
+        "status",
+        "selected_epoch",
+        "searched",
+    ]
+    params = sorted(
+        (c for c in df.columns if c.split(".", 1)[0] in SECTIONS), key=lambda c: (SECTIONS.index(c.split(".", 1)[0]), c)
+    )
     scores = [c for c in df.columns if c.startswith("val/")] + [c for c in df.columns if c.startswith("test/")]
     tail = [c for c in ("val_score", "test_score", "error") if c in df.columns]
     df = df[[c for c in ident if c in df.columns] + params + scores + tail]
     order = {m: i for i, m in enumerate(METHODS)}
-    return df.sort_values(["method", "draw"], key=lambda s: s.map(order) if s.name == "method" else s,
-                          kind="stable").reset_index(drop=True)
+    return df.sort_values(
+        ["method", "draw"], key=lambda s: s.map(order) if s.name == "method" else s, kind="stable"
+    ).reset_index(drop=True)
 
 
 def _overrides(row) -> dict:
@@ -245,10 +297,13 @@ def _overrides(row) -> dict:
 def tuning_table(dataset: str, tuning_dir=None) -> pd.DataFrame:
     """The committed search table tuning/<dataset>.csv (written by `make tune`)."""
     from mtcrl_lite.run import config
+
     path = Path(tuning_dir or config.TUNED_PATH.parent) / f"{dataset}.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: no search has been run for {dataset!r}; run `make tune` "
-                                f"(or python -m mtcrl_lite.grid.search --dataset {dataset} ... --write-tuning)")
+        raise FileNotFoundError(
+            f"{path} does not exist: no search has been run for {dataset!r}; run `make tune` "
+            f"(or python -m mtcrl_lite.grid.search --dataset {dataset} ... --write-tuning)"
+        )
     return pd.read_csv(path)
 
 
@@ -269,13 +324,15 @@ def restrict(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
         else:
             keep &= table[k].astype(str) == str(v)
     if not keep.any():
-        raise ValueError(f"no draw of the search table ({', '.join(sorted(set(table.method)))}) has {where}; "
-                         f"values present: { {k: sorted(set(table[k].astype(str))) for k in where} }")
+        raise ValueError(
+            f"no draw of the search table ({', '.join(sorted(set(table.method)))}) has {where}; "
+            f"values present: { {k: sorted(set(table[k].astype(str))) for k in where} }"
+        )
     return table[keep]
 
 
 def _best(table: pd.DataFrame, column: str, where: dict | None = None) -> dict[str, pd.Series]:
-    if column not in table.columns:          # no draw finished
+    if column not in table.columns:  # no draw finished
         return {}
     table = restrict(table, where)
     ok = table[(table.status == "ok") & table[column].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
@@ -329,8 +386,9 @@ def write_tuning(table: pd.DataFrame, tuning_dir, command: str) -> tuple[Path, P
         old = pd.read_csv(csv)
         table = pd.concat([old[~old.method.isin(searched)], table], ignore_index=True)
         order = {m: i for i, m in enumerate(METHODS)}
-        table = table.sort_values(["method", "draw"], key=lambda s: s.map(order) if s.name == "method" else s,
-                                  kind="stable")
+        table = table.sort_values(
+            ["method", "draw"], key=lambda s: s.map(order) if s.name == "method" else s, kind="stable"
+        )
     atomic_write_text(csv, table.to_csv(index=False, float_format="%.6g"))
     path = tuning_dir / "tuned.json"
     tuned = read_json(path) if path.exists() else {}
@@ -338,12 +396,20 @@ def write_tuning(table: pd.DataFrame, tuning_dir, command: str) -> tuple[Path, P
     best = _best(table[table.method.isin(searched)], "val_score")
     for method, row in best.items():
         g = table[table.method == method]
-        entry[method] = {"values": _jsonable(_overrides(row)), "draw": int(row.draw),
-                         "val_score": float(row.val_score), "n_draws": int(len(g)), "seed": int(row.seed),
-                         "scale": row.scale, "base_overrides": json.loads(row.base_overrides),
-                         "selection": "best mean validation primary metric (shifted validation split)",
-                         "git_revision": _revision(g), "table": f"tuning/{dataset}.csv", "command": command,
-                         "regenerate": "make tune"}
+        entry[method] = {
+            "values": _jsonable(_overrides(row)),
+            "draw": int(row.draw),
+            "val_score": float(row.val_score),
+            "n_draws": int(len(g)),
+            "seed": int(row.seed),
+            "scale": row.scale,
+            "base_overrides": json.loads(row.base_overrides),
+            "selection": "best mean validation primary metric (shifted validation split)",
+            "git_revision": _revision(g),
+            "table": f"tuning/{dataset}.csv",
+            "command": command,
+            "regenerate": "make tune",
+        }
     atomic_write_text(path, json.dumps(tuned, indent=1, sort_keys=True) + "\n")
     return csv, path
 
@@ -356,24 +422,46 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, required=True, help="draws per method (draw 0 = the defaults)")
     p.add_argument("--out", required=True, help="root of the search's run directories")
     p.add_argument("--scale", default="default", choices=["smoke", "default", "full"])
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="pin a field for every draw (a searched key given here is not searched)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pin a field for every draw (a searched key given here is not searched)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun every draw")
-    p.add_argument("--write-tuning", action="store_true",
-                   help="write tuning/<dataset>.csv and the selected values into tuning/tuned.json")
+    p.add_argument(
+        "--write-tuning",
+        action="store_true",
+        help="write tuning/<dataset>.csv and the selected values into tuning/tuned.json",
+    )
     p.add_argument("--tuning-dir", default=str(TUNED_PATH.parent))
     p.add_argument("--quiet", action="store_true")
     add_launcher_args(p, dry_run=False)
     args = p.parse_args(argv)
     if args.write_tuning and args.scale != "default":
-        print("error: --write-tuning needs --scale default (tuned values are the defaults of the default scale)",
-              file=sys.stderr)
+        print(
+            "error: --write-tuning needs --scale default (tuned values are the defaults of the default scale)",
+            file=sys.stderr,
+        )
         return 2
     try:
-        dirs = run_search(args.dataset, args.methods, args.draws, args.out, args.scale, parse_sets(args.sets),
-                          args.seed, args.force, progress=not args.quiet, jobs=args.jobs, launcher=args.launcher,
-                          slurm=slurm_parameters(args.slurm))
+        dirs = run_search(
+            args.dataset,
+            args.methods,
+            args.draws,
+            args.out,
+            args.scale,
+            parse_sets(args.sets),
+            args.seed,
+            args.force,
+            progress=not args.quiet,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            slurm=slurm_parameters(args.slurm),
+        )
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

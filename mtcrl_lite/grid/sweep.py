@@ -7,6 +7,7 @@ Finished runs are reused, interrupted ones resume; each run lives in OUT/METHOD/
 whose loss became non-finite (DIR/failed.json) instead of stopping, so that a search survives a diverging draw.
 One run at a time runs in this process; --jobs N > 1 or --launcher slurm hand the runs to submitit (launch.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mtcrl_lite.baselines.methods import NonFiniteLossError
+from mtcrl_lite.grid.launch import LAUNCHERS, launch, sbatch_script, slurm_parameters
 from mtcrl_lite.run.checkpoint import discard_state
 from mtcrl_lite.run.config import make_config, parse_sets
-from mtcrl_lite.grid.launch import LAUNCHERS, launch, sbatch_script, slurm_parameters
-from mtcrl_lite.baselines.methods import NonFiniteLossError
 from mtcrl_lite.run.rundir import atomic_write_text, collect, is_finished, read_json
 from mtcrl_lite.run.train import run
 
@@ -33,12 +34,24 @@ def run_dir(root, cfg) -> Path:
     return Path(root) / cfg.method / f"seed{cfg.seed}-{cfg.digest()}"
 
 
-def run_grid(dataset: str, methods, seeds, root, scale: str = "default", overrides=None,
-             force: bool = False, progress: bool = True, tuned: bool = True, jobs: int = 1,
-             launcher: str = "local", slurm: dict | None = None) -> list[Path]:
+def run_grid(
+    dataset: str,
+    methods,
+    seeds,
+    root,
+    scale: str = "default",
+    overrides=None,
+    force: bool = False,
+    progress: bool = True,
+    tuned: bool = True,
+    jobs: int = 1,
+    launcher: str = "local",
+    slurm: dict | None = None,
+) -> list[Path]:
     cfgs = [make_config(dataset, m, s, scale, overrides, tuned) for m in methods for s in seeds]  # validate all first
-    return run_configs(cfgs, [run_dir(root, c) for c in cfgs], force, progress, jobs=jobs, launcher=launcher,
-                       slurm=slurm)
+    return run_configs(
+        cfgs, [run_dir(root, c) for c in cfgs], force, progress, jobs=jobs, launcher=launcher, slurm=slurm
+    )
 
 
 def failure(out) -> dict | None:
@@ -47,8 +60,17 @@ def failure(out) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
-def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_failures: bool = False,
-                desc: str = "runs", jobs: int = 1, launcher: str = "local", slurm: dict | None = None) -> list[Path]:
+def run_configs(
+    cfgs,
+    dirs,
+    force: bool = False,
+    progress: bool = True,
+    record_failures: bool = False,
+    desc: str = "runs",
+    jobs: int = 1,
+    launcher: str = "local",
+    slurm: dict | None = None,
+) -> list[Path]:
     """Run (or reuse, or resume) every config in its directory. record_failures: a run whose loss becomes
     non-finite writes DIR/failed.json (error, digest) and the next config runs; a recorded failure with the same
     digest is reused like a finished run (force retries it). jobs = 1 (local): one run after another in this
@@ -61,15 +83,32 @@ def run_configs(cfgs, dirs, force: bool = False, progress: bool = True, record_f
         raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     threads = max((c.train.threads for c in cfgs), default=1)
     if launcher == "local" and jobs > 1 and jobs * threads > (os.cpu_count() or 1):
-        warnings.warn(f"{jobs} runs at a time with train.threads = {threads} each oversubscribe the "
-                      f"{os.cpu_count()} CPU cores (measured: 30-90x slower epochs); pass --set train.threads=1 or "
-                      f"fewer jobs", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{jobs} runs at a time with train.threads = {threads} each oversubscribe the "
+            f"{os.cpu_count()} CPU cores (measured: 30-90x slower epochs); pass --set train.threads=1 or "
+            f"fewer jobs",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     work = [(cfg, Path(d), force, record_failures) for cfg, d in zip(cfgs, dirs)]
     if launcher == "local" and (jobs == 1 or len(work) < 2):
         return [_run_one(*w) for w in tqdm(work, desc=desc, disable=not progress)]
-    todo = [i for i, w in enumerate(work) if not reusable(*w[:3])]       # finished runs are not launched again
-    done = launch(_run_one, [work[i] for i in todo], jobs, launcher, submitit_folder(dirs), slurm, progress, desc,
-                  threads=threads) if todo else []
+    todo = [i for i, w in enumerate(work) if not reusable(*w[:3])]  # finished runs are not launched again
+    done = (
+        launch(
+            _run_one,
+            [work[i] for i in todo],
+            jobs,
+            launcher,
+            submitit_folder(dirs),
+            slurm,
+            progress,
+            desc,
+            threads=threads,
+        )
+        if todo
+        else []
+    )
     out = [w[1] for w in work]
     for i, d in zip(todo, done):
         out[i] = d
@@ -117,8 +156,13 @@ def summary(df: pd.DataFrame, selection: str = "best_val", metric: str = "acc") 
     g = d.groupby(["method", "split", "task"]).value.agg(["mean", "std", "count"])
     cell = g.apply(lambda r: f"{r['mean']:.3f} ± {0 if pd.isna(r['std']) else r['std']:.3f}", axis=1)
     table = cell.unstack(["split", "task"])
-    order = [c for c in [("train", t) for t in sorted(d.task.unique())] + [("val", t) for t in sorted(d.task.unique())]
-             + [("test", t) for t in sorted(d.task.unique())] if c in table.columns]
+    order = [
+        c
+        for c in [("train", t) for t in sorted(d.task.unique())]
+        + [("val", t) for t in sorted(d.task.unique())]
+        + [("test", t) for t in sorted(d.task.unique())]
+        if c in table.columns
+    ]
     table = table[order]
     table[("n_seeds", "")] = g["count"].groupby("method").min()
     return table.loc[[m for m in dict.fromkeys(d.method) if m in table.index]]
@@ -134,14 +178,25 @@ def param_counts(run_dirs) -> dict[str, int]:
 
 
 def add_launcher_args(p: argparse.ArgumentParser, dry_run: bool = True) -> None:
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time: 1 = one after another in this process; "
-                   "N > 1: N submitit processes (local), or N array tasks at a time (slurm)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time: 1 = one after another in this process; "
+        "N > 1: N submitit processes (local), or N array tasks at a time (slurm)",
+    )
     p.add_argument("--launcher", default="local", choices=LAUNCHERS, help="submitit executor (default local)")
-    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
-                   help="a submitit Slurm parameter: partition=P, time=MINUTES, gpus_per_node=N, mem=32GB, ...")
+    p.add_argument(
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a submitit Slurm parameter: partition=P, time=MINUTES, gpus_per_node=N, mem=32GB, ...",
+    )
     if dry_run:
-        p.add_argument("--dry-run", action="store_true", help="print the plan (and, for slurm, the sbatch script); "
-                       "run nothing")
+        p.add_argument(
+            "--dry-run", action="store_true", help="print the plan (and, for slurm, the sbatch script); run nothing"
+        )
 
 
 def print_dry_run(cfgs, dirs, args) -> int:
@@ -170,16 +225,30 @@ def main(argv=None) -> int:
     try:
         slurm = slurm_parameters(args.slurm)
         if args.dry_run:
-            cfgs = [make_config(args.dataset, m, s, args.scale, parse_sets(args.sets), not args.untuned)
-                    for m in args.methods for s in args.seeds]
+            cfgs = [
+                make_config(args.dataset, m, s, args.scale, parse_sets(args.sets), not args.untuned)
+                for m in args.methods
+                for s in args.seeds
+            ]
             return print_dry_run(cfgs, [run_dir(args.out, c) for c in cfgs], args)
-        dirs = run_grid(args.dataset, args.methods, args.seeds, args.out, args.scale, parse_sets(args.sets), args.force,
-                        tuned=not args.untuned, jobs=args.jobs, launcher=args.launcher, slurm=slurm)
+        dirs = run_grid(
+            args.dataset,
+            args.methods,
+            args.seeds,
+            args.out,
+            args.scale,
+            parse_sets(args.sets),
+            args.force,
+            tuned=not args.untuned,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            slurm=slurm,
+        )
     except (KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     df = collect(dirs)
-    metric = df.metric[df.primary.astype(bool)].iloc[0] if len(df) else "acc"     # e.g. rmse for MovieLens
+    metric = df.metric[df.primary.astype(bool)].iloc[0] if len(df) else "acc"  # e.g. rmse for MovieLens
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary(df, metric=metric))
     return 0

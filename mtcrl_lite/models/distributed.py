@@ -14,6 +14,7 @@ is dF/dθ for every parameter. Methods that combine per-task gradients of the sh
 torchjd aggregators) average the T x P matrix over ranks before combining it (`sync_mean`), so they stay exact.
 Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,6 +54,7 @@ def init_group(backend: str, **kwargs) -> None:
     ("terminate called without an active exception", SIGABRT; 2 of 25 two-process CPU runs on a loaded machine, and
     once in CI). Imported before the group, it holds nothing, and close() joins the threads."""
     import torch._inductor.config  # noqa: F401  (see above)
+
     dist.init_process_group(backend, **kwargs)
 
 
@@ -81,7 +83,7 @@ def on_rank0(fn):
     if rank == 0:
         try:
             box = [("ok", fn())]
-        except BaseException as e:     # noqa: BLE001  (an interrupt too: re-raised on every rank below)
+        except BaseException as e:  # noqa: BLE001  (an interrupt too: re-raised on every rank below)
             box = [("error", e)]
     dist.broadcast_object_list(box, src=0)
     kind, value = box[0]
@@ -94,9 +96,11 @@ def check_step_size(n_samples: int) -> None:
     """A step's samples must split evenly over the processes (x[rank::N] of equal sizes)."""
     n = world()[1]
     if n_samples % n:
-        raise ValueError(f"a training step holds {n_samples} samples, which do not split over {n} processes; choose "
-                         f"train.batch_size so that (batch_size // number of environments) x environments is a "
-                         f"multiple of {n}, e.g. --set train.batch_size={n_samples - n_samples % n or n}")
+        raise ValueError(
+            f"a training step holds {n_samples} samples, which do not split over {n} processes; choose "
+            f"train.batch_size so that (batch_size // number of environments) x environments is a "
+            f"multiple of {n}, e.g. --set train.batch_size={n_samples - n_samples % n or n}"
+        )
 
 
 def gather_steps(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -154,7 +158,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        count = x.numel() // x.shape[1] * world()[1]               # equal shares (check_step_size)
+        count = x.numel() // x.shape[1] * world()[1]  # equal shares (check_step_size)
         mean = all_gather(x.sum(dims)).sum(0) / count
         var = all_gather(((x - mean.view(shape)) ** 2).sum(dims)).sum(0) / count
         if self.track_running_stats:
@@ -172,7 +176,9 @@ def _global_norms(module: nn.Module) -> nn.Module:
     optimizer built before still steps them)."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
-            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new = GlobalBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             new._parameters, new._buffers = child._parameters, child._buffers
             setattr(module, name, new)
         else:
@@ -219,5 +225,5 @@ def sync_grads(optimizer: torch.optim.Optimizer) -> None:
     flat = sync_mean(torch.cat([g.reshape(-1) for g in grads]))
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()

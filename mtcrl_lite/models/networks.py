@@ -11,6 +11,7 @@ A's scale upstream and the baselines can be given the same architecture.
 Dense backbone (ours): a plain encoder-decoder without skip connections (SegNet-like, without pooling indices).
 Skips would hand every decoder unrouted shared features and bypass the routing graph A.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtcrl_lite.data.base import TabularSpec
 from mtcrl_lite.core.hparams import hp
 from mtcrl_lite.core.routing import GATES, HEAD_READS, RoutedModel  # noqa: F401  (models.RoutedModel)
 from mtcrl_lite.core.tasks import Task
-
+from mtcrl_lite.data.base import TabularSpec
 
 MODULE_NORMS = ("none", "batch")
 MODULE_FORMS = ("slices", "experts", "channels")
@@ -31,36 +31,47 @@ MODULE_FORMS = ("slices", "experts", "channels")
 @dataclass
 class ModelConfig:
     channels: tuple[int, ...] = (16, 32)  # trunk widths: conv channels for (C, H, W) inputs (5x5 conv, ReLU,
-                                          # 2x2 max-pool each), hidden units for (D,) inputs (Linear, ReLU each)
-    width: int = hp(64, choices=(32, 64, 128), doc="shared representation width W (= K * d for MT-CRL); "
-                    "searched for every method (not on datasets where search.PINNED fixes it)")
-    n_modules: int = hp(0, choices=(4, 8, 16), kinds=("mtcrl",),
-                        doc="K; 0 = max(4, 2T) (METHOD.md §3, ours); searched for MT-CRL only (K < T or K not "
-                        "dividing W is redrawn)")
-    theta_init: float = 1.0               # routing logits start at Θ = 1, i.e. A = sigmoid(1) = 0.73
-    module_norm: str = hp("none", choices=MODULE_NORMS,
-                          doc="'batch' standardises the shared representation per unit / channel (BatchNorm, no "
-                          "affine), for every model (matched baselines); searched for every method")
+    # 2x2 max-pool each), hidden units for (D,) inputs (Linear, ReLU each)
+    width: int = hp(
+        64,
+        choices=(32, 64, 128),
+        doc="shared representation width W (= K * d for MT-CRL); "
+        "searched for every method (not on datasets where search.PINNED fixes it)",
+    )
+    n_modules: int = hp(
+        0,
+        choices=(4, 8, 16),
+        kinds=("mtcrl",),
+        doc="K; 0 = max(4, 2T) (METHOD.md §3, ours); searched for MT-CRL only (K < T or K not dividing W is redrawn)",
+    )
+    theta_init: float = 1.0  # routing logits start at Θ = 1, i.e. A = sigmoid(1) = 0.73
+    module_norm: str = hp(
+        "none",
+        choices=MODULE_NORMS,
+        doc="'batch' standardises the shared representation per unit / channel (BatchNorm, no "
+        "affine), for every model (matched baselines); searched for every method",
+    )
     decoder_channels: tuple[int, ...] = ()  # dense decoders: channels per upsampling stage; () = reversed channels
     # The MT-CRL design space (issue #11; compared in notebook 08, not searched; docs/DECISIONS.md):
     module_form: str = "slices"  # "slices": the K modules are K slices of one projection (Linear / 1x1 conv + ReLU)
-                                 # of the trunk; "experts": K separate two-layer branches (trunk -> 2d -> d, ReLU
-                                 # each; a block-diagonal second layer), so no unit is shared between modules;
-                                 # "channels" (image inputs, per-sample tasks): the representation is a (W, h, w)
-                                 # map (1x1 conv + ReLU on the last conv stage, not flattened), the modules are its
-                                 # K channel groups (the dense stack's form) and each head is flatten + Linear
-    head_read: str = "concat"    # MT-CRL: task t's head reads concat_k(A_tk Z_k) ("concat", width W) or
-                                 # sum_k A_tk Z_k ("sum", width d: the modules compete for one head input)
-    gate: str = "sigmoid"        # MT-CRL: A = sigmoid(Θ) ("sigmoid"), or a straight-through hard gate ("hard":
-                                 # A = 1[sigmoid(Θ) > 0.5] forward, the sigmoid's gradient backward; exact zeros)
-
+    # of the trunk; "experts": K separate two-layer branches (trunk -> 2d -> d, ReLU
+    # each; a block-diagonal second layer), so no unit is shared between modules;
+    # "channels" (image inputs, per-sample tasks): the representation is a (W, h, w)
+    # map (1x1 conv + ReLU on the last conv stage, not flattened), the modules are its
+    # K channel groups (the dense stack's form) and each head is flatten + Linear
+    head_read: str = "concat"  # MT-CRL: task t's head reads concat_k(A_tk Z_k) ("concat", width W) or
+    # sum_k A_tk Z_k ("sum", width d: the modules compete for one head input)
+    gate: str = "sigmoid"  # MT-CRL: A = sigmoid(Θ) ("sigmoid"), or a straight-through hard gate ("hard":
+    # A = 1[sigmoid(Θ) > 0.5] forward, the sigmoid's gradient backward; exact zeros)
 
 
 def n_modules(cfg: ModelConfig, n_tasks: int) -> int:
     k = cfg.n_modules or max(4, 2 * n_tasks)
     if k < n_tasks:
-        raise ValueError(f"model.n_modules = {k} is smaller than the number of tasks ({n_tasks}); "
-                         f"use at least {n_tasks} (or 0 for the default max(4, 2T))")
+        raise ValueError(
+            f"model.n_modules = {k} is smaller than the number of tasks ({n_tasks}); "
+            f"use at least {n_tasks} (or 0 for the default max(4, 2T))"
+        )
     if cfg.width % k:
         raise ValueError(f"model.width = {cfg.width} must be divisible by model.n_modules = {k}")
     return k
@@ -106,8 +117,11 @@ class TabularTrunk(nn.Module):
         if len(set(cols)) != len(cols) or any(not 0 <= c < spec.n_features for c in cols):
             raise ValueError(f"id columns {cols} must be distinct columns of the {spec.n_features} features")
         self.register_buffer("id_cols", torch.tensor(cols, dtype=torch.long), persistent=False)
-        self.register_buffer("dense_cols", torch.tensor([c for c in range(spec.n_features) if c not in cols],
-                                                        dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "dense_cols",
+            torch.tensor([c for c in range(spec.n_features) if c not in cols], dtype=torch.long),
+            persistent=False,
+        )
         self.embeddings = nn.ModuleList(nn.Embedding(n, spec.emb_dim) for _, n in spec.categorical)
         self.mlp, self.out_dim = mlp_trunk((len(self.dense_cols) + spec.emb_dim * len(cols),), widths)
 
@@ -134,8 +148,10 @@ def is_dense(tasks: list[Task]) -> bool:
     """True if the tasks are per-pixel (then every one must be: one representation type per model)."""
     kinds = {t.dense for t in tasks}
     if len(kinds) > 1:
-        raise ValueError(f"tasks mix dense and per-sample kinds ({[(t.name, t.kind) for t in tasks]}); "
-                         f"one model serves one of the two")
+        raise ValueError(
+            f"tasks mix dense and per-sample kinds ({[(t.name, t.kind) for t in tasks]}); "
+            f"one model serves one of the two"
+        )
     return kinds == {True}
 
 
@@ -145,18 +161,24 @@ class Encoder(nn.Module):
 
     def __init__(self, input_shape, cfg: ModelConfig, dense: bool = False, k: int = 1):
         super().__init__()
-        for key, value, valid in (("module_norm", cfg.module_norm, MODULE_NORMS),
-                                  ("module_form", cfg.module_form, MODULE_FORMS)):
+        for key, value, valid in (
+            ("module_norm", cfg.module_norm, MODULE_NORMS),
+            ("module_form", cfg.module_form, MODULE_FORMS),
+        ):
             if value not in valid:
-                raise ValueError(f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}")
+                raise ValueError(
+                    f"model.{key} must be one of {valid}, got {value!r}; pass --set model.{key}={valid[0]}"
+                )
         experts = cfg.module_form == "experts"
-        hidden = 2 * cfg.width if experts else cfg.width           # experts: K branches of 2d hidden units
-        self.head_map = None                # (h, w) of the map that per-sample heads flatten ("channels")
+        hidden = 2 * cfg.width if experts else cfg.width  # experts: K branches of 2d hidden units
+        self.head_map = None  # (h, w) of the map that per-sample heads flatten ("channels")
         if cfg.module_form == "channels" and not dense:
             if isinstance(input_shape, TabularSpec) or len(tuple(input_shape)) != 3:
-                raise ValueError(f"model.module_form = 'channels' needs image inputs (C, H, W), got {input_shape}; "
-                                 "pass --set model.module_form=slices")
-            dense = True                    # the encoder of the dense stack; only the heads differ
+                raise ValueError(
+                    f"model.module_form = 'channels' needs image inputs (C, H, W), got {input_shape}; "
+                    "pass --set model.module_form=slices"
+                )
+            dense = True  # the encoder of the dense stack; only the heads differ
         if dense:
             self.trunk, (c, *self.map_size) = conv_stages(tuple(input_shape), tuple(cfg.channels))
             self.proj = nn.Conv2d(c, hidden, 1)
@@ -188,8 +210,11 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for out in channels:
-            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                       nn.Conv2d(c, out, 3, padding=1), nn.ReLU()]
+            layers += [
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(c, out, 3, padding=1),
+                nn.ReLU(),
+            ]
             c = out
         self.body = nn.Sequential(*layers, nn.Conv2d(c, n_out, 1))
         self.out_size = tuple(out_size)
@@ -201,8 +226,13 @@ class Decoder(nn.Module):
         return out
 
 
-def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig, in_width: int | None = None,
-               head_map: tuple[int, int] | None = None) -> nn.ModuleDict:
+def make_heads(
+    input_shape,
+    tasks: list[Task],
+    cfg: ModelConfig,
+    in_width: int | None = None,
+    head_map: tuple[int, int] | None = None,
+) -> nn.ModuleDict:
     """A Linear head per task on a (B, W) representation, flatten + Linear on a (B, W, h, w) map of per-sample tasks
     (head_map = (h, w)), or a Decoder per task for dense tasks (in_width: the heads' input width when it is not W)."""
     in_width = in_width or cfg.width
@@ -213,8 +243,10 @@ def make_heads(input_shape, tasks: list[Task], cfg: ModelConfig, in_width: int |
         return nn.ModuleDict({t.name: nn.Linear(in_width, t.n_out) for t in tasks})
     channels = tuple(cfg.decoder_channels) or tuple(reversed(tuple(cfg.channels)))
     if len(channels) != len(tuple(cfg.channels)):
-        raise ValueError(f"model.decoder_channels {channels} needs one entry per encoder stage "
-                         f"({len(tuple(cfg.channels))}, model.channels = {tuple(cfg.channels)})")
+        raise ValueError(
+            f"model.decoder_channels {channels} needs one entry per encoder stage "
+            f"({len(tuple(cfg.channels))}, model.channels = {tuple(cfg.channels)})"
+        )
     return nn.ModuleDict({t.name: Decoder(in_width, channels, t.n_out, tuple(input_shape)[1:]) for t in tasks})
 
 
@@ -224,8 +256,9 @@ class SharedMTL(nn.Module):
     def __init__(self, input_shape, tasks: list[Task], cfg: ModelConfig):
         super().__init__()
         self.width = cfg.width
-        self.encoder = Encoder(input_shape, cfg, is_dense(tasks), k=n_modules(cfg, len(tasks))
-                               if cfg.module_form == "experts" else 1)
+        self.encoder = Encoder(
+            input_shape, cfg, is_dense(tasks), k=n_modules(cfg, len(tasks)) if cfg.module_form == "experts" else 1
+        )
         self.heads = make_heads(input_shape, tasks, cfg, head_map=self.encoder.head_map)
 
     def representation(self, x):
@@ -260,8 +293,9 @@ class MTCRL(RoutedModel):
     def __init__(self, input_shape, tasks: list[Task], cfg: ModelConfig):
         k = n_modules(cfg, len(tasks))
         encoder = Encoder(input_shape, cfg, is_dense(tasks), k=k)
-        heads = make_heads(input_shape, tasks, cfg, cfg.width // k if cfg.head_read == "sum" else cfg.width,
-                           encoder.head_map)
+        heads = make_heads(
+            input_shape, tasks, cfg, cfg.width // k if cfg.head_read == "sum" else cfg.width, encoder.head_map
+        )
         super().__init__(encoder, heads, k, cfg.theta_init, cfg.head_read, cfg.gate)
 
 

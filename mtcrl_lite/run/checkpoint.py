@@ -5,6 +5,7 @@ Both hold a SHA-256 of their contents (every tensor's bytes, dtype and shape, an
 load: damage to the tensor data, which torch.load does not notice, is a CheckpointError naming the file. Files
 written before the checksum existed load unchecked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,6 +40,7 @@ def checksum(obj) -> str:
                 feed(v)
         else:
             h.update(f"V{o!r}".encode())
+
     feed(obj)
     return h.hexdigest()
 
@@ -53,22 +55,23 @@ def _load(path: Path, device, fix: str) -> dict:
     """torch.load `path` and verify its checksum; any damage is a CheckpointError naming the file and `fix`."""
     try:
         ck = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:        # a damaged zip, a truncated file, an unpickling error, ...
+    except Exception as e:  # a damaged zip, a truncated file, an unpickling error, ...
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path} cannot be read ({why}): it is damaged; {fix}") from None
     if isinstance(ck, dict) and "sha256" in ck:
         want = ck.pop("sha256")
         if checksum(ck) != want:
-            raise CheckpointError(f"{path} is damaged: its contents do not match the checksum stored with them; "
-                                  f"{fix}")
+            raise CheckpointError(f"{path} is damaged: its contents do not match the checksum stored with them; {fix}")
     return ck
 
 
 def save_state(run_dir: Path, epoch: int, method, digest: str | None = None) -> None:
     """Everything needed to resume after `epoch`: the method's state (model and its buffers) and the optimizer's,
     with the digest of the run's config."""
-    _atomic_save({"epoch": epoch, "method": method.state_dict(), "optimizer": method.optimizer.state_dict(),
-                  "digest": digest}, Path(run_dir) / CHECKPOINT)
+    _atomic_save(
+        {"epoch": epoch, "method": method.state_dict(), "optimizer": method.optimizer.state_dict(), "digest": digest},
+        Path(run_dir) / CHECKPOINT,
+    )
 
 
 def load_state(run_dir: Path, method, device, digest: str | None = None) -> int | None:
@@ -80,8 +83,10 @@ def load_state(run_dir: Path, method, device, digest: str | None = None) -> int 
     fix = f"delete {path} to retrain the run from epoch 0, or pass --force to start it over"
     ck = _load(path, device, fix)
     if digest is not None and ck.get("digest") not in (None, digest):
-        raise CheckpointError(f"{path} was written under config digest {ck['digest']}, but the run's config.json "
-                              f"has digest {digest}; {fix}")
+        raise CheckpointError(
+            f"{path} was written under config digest {ck['digest']}, but the run's config.json "
+            f"has digest {digest}; {fix}"
+        )
     method.load_state_dict(ck["method"])
     method.optimizer.load_state_dict(ck["optimizer"])
     return ck["epoch"] + 1
@@ -98,4 +103,4 @@ def save_best(run_dir: Path, model) -> None:
 def load_best(run_dir: Path, model, device) -> None:
     path = Path(run_dir) / BEST
     ck = _load(path, device, "retrain the run with --force")
-    model.load_state_dict(ck["model"] if set(ck) == {"model"} else ck)     # files written before: a bare state_dict
+    model.load_state_dict(ck["model"] if set(ck) == {"model"} else ck)  # files written before: a bare state_dict

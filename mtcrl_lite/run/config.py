@@ -13,6 +13,7 @@ took from it in `tuned` (empty = none).
 Overrides are `section.key=value` strings (`data.n_val=500`, `train.epochs=3`, `hp.lambda_girm=100`) or a bare
 `key=value` when the key names exactly one field. Unknown keys are errors that list the valid ones.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,35 +24,36 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from mtcrl_lite.data import DATASETS
-from mtcrl_lite.core.hparams import hp
 from mtcrl_lite.baselines.methods import default_hparams, get_method
+from mtcrl_lite.core.hparams import hp
+from mtcrl_lite.data import DATASETS
 from mtcrl_lite.models.networks import ModelConfig
 from mtcrl_lite.paths import REPO_ROOT
 from mtcrl_lite.run.rundir import read_json
 from mtcrl_lite.run.schedule import SCHEDULES
 
-TUNED_PATH = REPO_ROOT / "tuning" / "tuned.json"     # {dataset: {method: {"values": {key: value}, provenance...}}}
+TUNED_PATH = REPO_ROOT / "tuning" / "tuned.json"  # {dataset: {method: {"values": {key: value}, provenance...}}}
 ENVS = ("dataset", "random")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 15
-    batch_size: int = 128        # per step, split equally over the training environments
+    batch_size: int = 128  # per step, split equally over the training environments
     lr: float = hp(1e-3, 1e-4, 1e-2, "Adam learning rate (every parameter; MT-CRL's Θ: times hp.lr_graph)")
     weight_decay: float = hp(0.0, 1e-6, 1e-2, "Adam L2 weight decay (0 at the default, log-uniform when searched)")
-    eval_train_max: int = 2000   # train metrics are computed on the first N samples of the pooled environments
-    device: str = "cpu"          # "cpu", "cuda", or "auto"
-    threads: int = 2             # torch intra-op threads of the run (fixed, so numbers never depend on the machine load)
-    num_workers: int = 0         # DataLoader worker processes (on-disk datasets; 0 = read in the training process)
-    eval_batch_size: int = 256   # samples per evaluation batch (metrics stream, so any size gives the same numbers)
-    envs: str = "dataset"        # training environments: "dataset" (its attribute groups) or "random" (the pooled
-                                 # training data dealt at random into environments of the same sizes, seeded by the
-                                 # run's seed: the control under which G-IRM, IRM and DANN should lose their effect)
-    schedule: str = "constant"   # learning-rate schedule over all steps: "constant" or "cosine" (decays to 0; schedule.py)
+    eval_train_max: int = 2000  # train metrics are computed on the first N samples of the pooled environments
+    device: str = "cpu"  # "cpu", "cuda", or "auto"
+    threads: int = 2  # torch intra-op threads of the run (fixed, so numbers never depend on the machine load)
+    num_workers: int = 0  # DataLoader worker processes (on-disk datasets; 0 = read in the training process)
+    eval_batch_size: int = 256  # samples per evaluation batch (metrics stream, so any size gives the same numbers)
+    envs: str = "dataset"  # training environments: "dataset" (its attribute groups) or "random" (the pooled
+    # training data dealt at random into environments of the same sizes, seeded by the
+    # run's seed: the control under which G-IRM, IRM and DANN should lose their effect)
+    schedule: str = (
+        "constant"  # learning-rate schedule over all steps: "constant" or "cosine" (decays to 0; schedule.py)
+    )
 
 
 # Scale presets per dataset. "default" is the CPU scale of `make reproduce`; "smoke" is for CI;
@@ -63,34 +65,96 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
     # architecture-matched); plain MTL (module_norm = none) is the paper's comparison, shown beside it. The graph
     # moves at 20x the learning rate (hp.lr_graph). docs/DECISIONS.md "Multi-MNIST defaults".
     "multimnist": {
-        "default": {"train.epochs": 20, "train.schedule": "cosine", "train.threads": 1, "model.module_norm": "batch",
-                    "hp.lr_graph": 20.0},
-        "smoke": {"data.n_train_per_env": 512, "data.n_val": 256, "data.n_test": 256, "train.epochs": 2,
-                  "train.eval_train_max": 256, "hp.anneal_steps": 4, "train.schedule": "cosine",
-                  "model.module_norm": "batch", "hp.lr_graph": 20.0},
-        "full": {"data.downsample": 1, "data.n_train_per_env": 25000, "data.n_val": 5000, "data.n_test": 10000,
-                 "model.channels": (32, 64), "model.width": 128, "train.epochs": 30, "train.device": "auto",
-                 "hp.anneal_steps": 400, "train.schedule": "cosine", "model.module_norm": "batch",
-                 "hp.lr_graph": 20.0},
+        "default": {
+            "train.epochs": 20,
+            "train.schedule": "cosine",
+            "train.threads": 1,
+            "model.module_norm": "batch",
+            "hp.lr_graph": 20.0,
+        },
+        "smoke": {
+            "data.n_train_per_env": 512,
+            "data.n_val": 256,
+            "data.n_test": 256,
+            "train.epochs": 2,
+            "train.eval_train_max": 256,
+            "hp.anneal_steps": 4,
+            "train.schedule": "cosine",
+            "model.module_norm": "batch",
+            "hp.lr_graph": 20.0,
+        },
+        "full": {
+            "data.downsample": 1,
+            "data.n_train_per_env": 25000,
+            "data.n_val": 5000,
+            "data.n_test": 10000,
+            "model.channels": (32, 64),
+            "model.width": 128,
+            "train.epochs": 30,
+            "train.device": "auto",
+            "hp.anneal_steps": 400,
+            "train.schedule": "cosine",
+            "model.module_norm": "batch",
+            "hp.lr_graph": 20.0,
+        },
     },
     # Multi-SEM (data/sem.py): MLP trunk of 32 units, then a narrow shared bottleneck of 8 units (the width at
     # which a shared encoder hands one task the other's factor; notebook 02 varies it).
     "multisem": {
         "default": {"model.channels": (32,), "model.width": 8, "train.epochs": 10, "hp.anneal_steps": 64},
-        "smoke": {"model.channels": (32,), "model.width": 8, "data.n_train_per_env": 256, "data.n_val": 256,
-                  "data.n_test": 256, "train.epochs": 2, "train.eval_train_max": 256, "hp.anneal_steps": 4},
-        "full": {"model.channels": (64,), "model.width": 8, "data.n_train_per_env": 20000, "data.n_val": 5000,
-                 "data.n_test": 10000, "train.epochs": 30, "train.device": "auto", "hp.anneal_steps": 300},
+        "smoke": {
+            "model.channels": (32,),
+            "model.width": 8,
+            "data.n_train_per_env": 256,
+            "data.n_val": 256,
+            "data.n_test": 256,
+            "train.epochs": 2,
+            "train.eval_train_max": 256,
+            "hp.anneal_steps": 4,
+        },
+        "full": {
+            "model.channels": (64,),
+            "model.width": 8,
+            "data.n_train_per_env": 20000,
+            "data.n_val": 5000,
+            "data.n_test": 10000,
+            "train.epochs": 30,
+            "train.device": "auto",
+            "hp.anneal_steps": 300,
+        },
     },
     "debug": {"default": {"train.epochs": 2}, "smoke": {"train.epochs": 1}, "full": {"train.epochs": 2}},
     # MovieLens: 8 genre tasks, K = 8 modules of d = 8 (the slide shows 8 "views"); an epoch is ~80 steps
     "movielens": {
-        "default": {"model.channels": (128,), "model.width": 64, "model.n_modules": 8, "train.batch_size": 768,
-                    "train.epochs": 8, "train.eval_train_max": 100_000, "hp.anneal_steps": 80},
-        "smoke": {"data.max_train_per_env": 600, "model.channels": (32,), "model.width": 16, "model.n_modules": 8,
-                  "train.batch_size": 96, "train.epochs": 2, "train.eval_train_max": 100_000, "hp.anneal_steps": 4},
-        "full": {"model.channels": (256, 128), "model.width": 128, "model.n_modules": 8, "train.batch_size": 768,
-                 "train.epochs": 30, "train.eval_train_max": 100_000, "hp.anneal_steps": 160, "train.device": "auto"},
+        "default": {
+            "model.channels": (128,),
+            "model.width": 64,
+            "model.n_modules": 8,
+            "train.batch_size": 768,
+            "train.epochs": 8,
+            "train.eval_train_max": 100_000,
+            "hp.anneal_steps": 80,
+        },
+        "smoke": {
+            "data.max_train_per_env": 600,
+            "model.channels": (32,),
+            "model.width": 16,
+            "model.n_modules": 8,
+            "train.batch_size": 96,
+            "train.epochs": 2,
+            "train.eval_train_max": 100_000,
+            "hp.anneal_steps": 4,
+        },
+        "full": {
+            "model.channels": (256, 128),
+            "model.width": 128,
+            "model.n_modules": 8,
+            "train.batch_size": 768,
+            "train.epochs": 30,
+            "train.eval_train_max": 100_000,
+            "hp.anneal_steps": 160,
+            "train.device": "auto",
+        },
     },
     # Dense (notebook 03). Encoder conv 16/32 -> an 8x8 map of W = 40 channels (K = 2T = 10 modules of 4 channels),
     # one decoder per task. Every method gets the standardised representation (model.module_norm = batch, so the
@@ -98,67 +162,194 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
     # exact double backward through five decoders costs ~3x a step); the graph moves at 20x the learning rate
     # (hp.lr_graph, the Multi-MNIST lead of the fidelity issue, not tuned here). docs/DECISIONS.md.
     "scenes": {
-        "default": {"model.channels": (16, 32), "model.width": 40, "model.decoder_channels": (16, 8),
-                    "model.module_norm": "batch", "train.batch_size": 64, "train.epochs": 12, "train.lr": 3e-3,
-                    "train.eval_train_max": 256, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
-                    "hp.anneal_steps": 32},
-        "smoke": {"data.buildings_per_env": 1, "data.images_per_building": 16, "data.n_val": 16, "data.n_test": 16,
-                  "data.val_buildings": 1, "data.test_buildings": 1, "data.size": 16,
-                  "model.channels": (4, 8), "model.width": 10, "model.decoder_channels": (4, 4),
-                  "model.module_norm": "batch", "train.batch_size": 16, "train.epochs": 2,
-                  "train.eval_train_max": 16, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
-                  "hp.anneal_steps": 1},
-        "full": {"data.size": 64, "data.buildings_per_env": 16, "data.images_per_building": 256, "data.n_val": 1024,
-                 "data.n_test": 2048, "data.val_buildings": 8, "data.test_buildings": 16,
-                 "model.channels": (32, 64, 128), "model.width": 80, "model.decoder_channels": (64, 32, 16),
-                 "model.module_norm": "batch", "train.batch_size": 64, "train.epochs": 40, "train.device": "auto",
-                 "train.eval_train_max": 1024, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
-                 "hp.anneal_steps": 500},
+        "default": {
+            "model.channels": (16, 32),
+            "model.width": 40,
+            "model.decoder_channels": (16, 8),
+            "model.module_norm": "batch",
+            "train.batch_size": 64,
+            "train.epochs": 12,
+            "train.lr": 3e-3,
+            "train.eval_train_max": 256,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 32,
+        },
+        "smoke": {
+            "data.buildings_per_env": 1,
+            "data.images_per_building": 16,
+            "data.n_val": 16,
+            "data.n_test": 16,
+            "data.val_buildings": 1,
+            "data.test_buildings": 1,
+            "data.size": 16,
+            "model.channels": (4, 8),
+            "model.width": 10,
+            "model.decoder_channels": (4, 4),
+            "model.module_norm": "batch",
+            "train.batch_size": 16,
+            "train.epochs": 2,
+            "train.eval_train_max": 16,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 1,
+        },
+        "full": {
+            "data.size": 64,
+            "data.buildings_per_env": 16,
+            "data.images_per_building": 256,
+            "data.n_val": 1024,
+            "data.n_test": 2048,
+            "data.val_buildings": 8,
+            "data.test_buildings": 16,
+            "model.channels": (32, 64, 128),
+            "model.width": 80,
+            "model.decoder_channels": (64, 32, 16),
+            "model.module_norm": "batch",
+            "train.batch_size": 64,
+            "train.epochs": 40,
+            "train.device": "auto",
+            "train.eval_train_max": 1024,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 500,
+        },
     },
     # Taskonomy, the real layout (data.root): 64x64 on a CPU, 256x256 (native) on a GPU with DataLoader workers.
     "taskonomy": {
-        "default": {"data.size": 64, "data.max_per_building": 200, "model.channels": (16, 32, 64), "model.width": 40,
-                    "model.decoder_channels": (32, 16, 8), "model.module_norm": "batch", "train.batch_size": 48,
-                    "train.epochs": 12, "train.eval_train_max": 512, "hp.girm_grad": "first_order",
-                    "hp.lr_graph": 20.0, "hp.anneal_steps": 200},
-        "smoke": {"data.size": 16, "data.n_envs": 2, "model.channels": (4, 8), "model.width": 10,
-                  "model.decoder_channels": (4, 4), "model.module_norm": "batch", "train.batch_size": 4,
-                  "train.epochs": 1, "train.eval_train_max": 8, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
-                  "hp.anneal_steps": 1},
-        "full": {"data.size": 256, "model.channels": (32, 64, 128, 256), "model.width": 160,
-                 "model.decoder_channels": (128, 64, 32, 16), "model.module_norm": "batch", "train.batch_size": 64,
-                 "train.epochs": 30, "train.device": "auto", "train.num_workers": 8, "train.eval_train_max": 2048,
-                 "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 1000},
+        "default": {
+            "data.size": 64,
+            "data.max_per_building": 200,
+            "model.channels": (16, 32, 64),
+            "model.width": 40,
+            "model.decoder_channels": (32, 16, 8),
+            "model.module_norm": "batch",
+            "train.batch_size": 48,
+            "train.epochs": 12,
+            "train.eval_train_max": 512,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 200,
+        },
+        "smoke": {
+            "data.size": 16,
+            "data.n_envs": 2,
+            "model.channels": (4, 8),
+            "model.width": 10,
+            "model.decoder_channels": (4, 4),
+            "model.module_norm": "batch",
+            "train.batch_size": 4,
+            "train.epochs": 1,
+            "train.eval_train_max": 8,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 1,
+        },
+        "full": {
+            "data.size": 256,
+            "model.channels": (32, 64, 128, 256),
+            "model.width": 160,
+            "model.decoder_channels": (128, 64, 32, 16),
+            "model.module_norm": "batch",
+            "train.batch_size": 64,
+            "train.epochs": 30,
+            "train.device": "auto",
+            "train.num_workers": 8,
+            "train.eval_train_max": 2048,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 1000,
+        },
     },
     # NYUv2 (MTAN layout, data.root): 72x96 on a CPU, 288x384 (as stored) on a GPU; 13 classes, depth, normal.
     "nyuv2": {
-        "default": {"data.size": 72, "model.channels": (16, 32, 64), "model.width": 48,
-                    "model.decoder_channels": (32, 16, 8), "model.module_norm": "batch", "train.batch_size": 24,
-                    "train.epochs": 12, "train.eval_train_max": 512, "hp.girm_grad": "first_order",
-                    "hp.lr_graph": 20.0, "hp.anneal_steps": 200},
-        "smoke": {"data.size": 8, "data.max_items": 8, "model.channels": (4, 8), "model.width": 12,
-                  "model.decoder_channels": (4, 4), "model.module_norm": "batch", "train.batch_size": 6,
-                  "train.epochs": 1, "train.eval_train_max": 8, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
-                  "hp.anneal_steps": 1},
-        "full": {"data.size": 0, "model.channels": (32, 64, 128, 256), "model.width": 192,
-                 "model.decoder_channels": (128, 64, 32, 16), "model.module_norm": "batch", "train.batch_size": 8,
-                 "train.epochs": 200, "train.device": "auto", "train.num_workers": 8, "train.eval_train_max": 1024,
-                 "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 2000},
+        "default": {
+            "data.size": 72,
+            "model.channels": (16, 32, 64),
+            "model.width": 48,
+            "model.decoder_channels": (32, 16, 8),
+            "model.module_norm": "batch",
+            "train.batch_size": 24,
+            "train.epochs": 12,
+            "train.eval_train_max": 512,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 200,
+        },
+        "smoke": {
+            "data.size": 8,
+            "data.max_items": 8,
+            "model.channels": (4, 8),
+            "model.width": 12,
+            "model.decoder_channels": (4, 4),
+            "model.module_norm": "batch",
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.eval_train_max": 8,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 1,
+        },
+        "full": {
+            "data.size": 0,
+            "model.channels": (32, 64, 128, 256),
+            "model.width": 192,
+            "model.decoder_channels": (128, 64, 32, 16),
+            "model.module_norm": "batch",
+            "train.batch_size": 8,
+            "train.epochs": 200,
+            "train.device": "auto",
+            "train.num_workers": 8,
+            "train.eval_train_max": 1024,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 2000,
+        },
     },
     # CityScapes (data.root, data.layout = mtan | official): 32x64 on a CPU, 128x256 (MTAN's size) on a GPU.
     "cityscapes": {
-        "default": {"data.size": 32, "model.channels": (16, 32, 64), "model.width": 32,
-                    "model.decoder_channels": (32, 16, 8), "model.module_norm": "batch", "train.batch_size": 48,
-                    "train.epochs": 12, "train.eval_train_max": 512, "hp.girm_grad": "first_order",
-                    "hp.lr_graph": 20.0, "hp.anneal_steps": 200},
-        "smoke": {"data.size": 8, "data.max_items": 8, "model.channels": (4, 8), "model.width": 8,
-                  "model.decoder_channels": (4, 4), "model.module_norm": "batch", "train.batch_size": 6,
-                  "train.epochs": 1, "train.eval_train_max": 8, "hp.girm_grad": "first_order", "hp.lr_graph": 20.0,
-                  "hp.anneal_steps": 1},
-        "full": {"data.size": 128, "model.channels": (32, 64, 128, 256), "model.width": 128,
-                 "model.decoder_channels": (128, 64, 32, 16), "model.module_norm": "batch", "train.batch_size": 8,
-                 "train.epochs": 200, "train.device": "auto", "train.num_workers": 8, "train.eval_train_max": 1024,
-                 "hp.girm_grad": "first_order", "hp.lr_graph": 20.0, "hp.anneal_steps": 2000},
+        "default": {
+            "data.size": 32,
+            "model.channels": (16, 32, 64),
+            "model.width": 32,
+            "model.decoder_channels": (32, 16, 8),
+            "model.module_norm": "batch",
+            "train.batch_size": 48,
+            "train.epochs": 12,
+            "train.eval_train_max": 512,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 200,
+        },
+        "smoke": {
+            "data.size": 8,
+            "data.max_items": 8,
+            "model.channels": (4, 8),
+            "model.width": 8,
+            "model.decoder_channels": (4, 4),
+            "model.module_norm": "batch",
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.eval_train_max": 8,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 1,
+        },
+        "full": {
+            "data.size": 128,
+            "model.channels": (32, 64, 128, 256),
+            "model.width": 128,
+            "model.decoder_channels": (128, 64, 32, 16),
+            "model.module_norm": "batch",
+            "train.batch_size": 8,
+            "train.epochs": 200,
+            "train.device": "auto",
+            "train.num_workers": 8,
+            "train.eval_train_max": 1024,
+            "hp.girm_grad": "first_order",
+            "hp.lr_graph": 20.0,
+            "hp.anneal_steps": 2000,
+        },
     },
 }
 # Multi-Fashion and Fashion+MNIST are Multi-MNIST's generator on other 28x28 images, with its model: they take its
@@ -177,7 +368,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     hp: object = None
-    tuned: dict = field(default_factory=dict)    # the values taken from tuning/tuned.json (provenance, not hashed)
+    tuned: dict = field(default_factory=dict)  # the values taken from tuning/tuned.json (provenance, not hashed)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,9 +386,16 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
-LATER_FIELDS = {"hp.graph_trainable": True, "train.envs": "dataset", "train.schedule": "constant",
-                "model.module_form": "slices", "model.head_read": "concat", "model.gate": "sigmoid",
-                "data.style": "taskonomy", "hp.dec_kind": "corr"}
+LATER_FIELDS = {
+    "hp.graph_trainable": True,
+    "train.envs": "dataset",
+    "train.schedule": "constant",
+    "model.module_form": "slices",
+    "model.head_read": "concat",
+    "model.gate": "sigmoid",
+    "data.style": "taskonomy",
+    "hp.dec_kind": "corr",
+}
 
 
 SECTIONS = ("data", "model", "train", "hp")
@@ -308,28 +506,70 @@ def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
 # dataset and method has one).
 COUNT, NONNEG, POSITIVE, FRACTION, FREE = ">= 1", ">= 0", "> 0", "in [0, 1]", "finite"
 RANGES: dict[str, str] = {
-    "train.epochs": COUNT, "train.batch_size": COUNT, "train.lr": POSITIVE, "train.weight_decay": NONNEG,
-    "train.eval_train_max": COUNT, "train.threads": COUNT, "train.num_workers": NONNEG,
+    "train.epochs": COUNT,
+    "train.batch_size": COUNT,
+    "train.lr": POSITIVE,
+    "train.weight_decay": NONNEG,
+    "train.eval_train_max": COUNT,
+    "train.threads": COUNT,
+    "train.num_workers": NONNEG,
     "train.eval_batch_size": COUNT,
-    "model.channels": COUNT, "model.width": COUNT, "model.n_modules": NONNEG, "model.theta_init": FREE,
+    "model.channels": COUNT,
+    "model.width": COUNT,
+    "model.n_modules": NONNEG,
+    "model.theta_init": FREE,
     "model.decoder_channels": COUNT,
-    "hp.lambda_dec": NONNEG, "hp.lambda_sps": NONNEG, "hp.lambda_bal": NONNEG, "hp.lambda_girm": NONNEG,
-    "hp.lambda_irm": NONNEG, "hp.lambda_vrex": NONNEG, "hp.lambda_dann": NONNEG, "hp.anneal_steps": NONNEG, "hp.lr_graph": POSITIVE,
-    "hp.beta": FRACTION, "hp.disc_width": COUNT,
-    "data.n_train_per_env": COUNT, "data.n_val": COUNT, "data.n_test": COUNT, "data.n_pair_envs": COUNT,
-    "data.n_tasks": COUNT, "data.d_causal": COUNT, "data.buildings_per_env": COUNT,
-    "data.images_per_building": COUNT, "data.val_buildings": COUNT, "data.test_buildings": COUNT,
-    "data.downsample": COUNT, "data.min_title_count": COUNT, "data.min_ratings": COUNT, "data.emb_dim": COUNT,
-    "data.d_noise": NONNEG, "data.max_train_per_env": NONNEG, "data.max_per_building": NONNEG,
-    "data.n_envs": NONNEG, "data.size": NONNEG, "data.depth_invalid_from": NONNEG, "data.data_seed": NONNEG,
-    "data.train_corrs": FRACTION, "data.val_corr": FRACTION, "data.test_corr": FRACTION,
-    "data.train_mc": FRACTION, "data.val_mc": FRACTION, "data.test_mc": FRACTION,
-    "data.env_strengths": FRACTION, "data.val_strength": FRACTION, "data.test_strength": FRACTION,
-    "data.missing_depth": FRACTION, "data.max_items": NONNEG,
-    "data.corr_shift": FREE, "data.mu": FREE, "data.hue_shift": FREE, "data.train_max_year": FREE,
-    "data.val_max_year": FREE, "data.env_edges": FREE,
+    "hp.lambda_dec": NONNEG,
+    "hp.lambda_sps": NONNEG,
+    "hp.lambda_bal": NONNEG,
+    "hp.lambda_girm": NONNEG,
+    "hp.lambda_irm": NONNEG,
+    "hp.lambda_vrex": NONNEG,
+    "hp.lambda_dann": NONNEG,
+    "hp.anneal_steps": NONNEG,
+    "hp.lr_graph": POSITIVE,
+    "hp.beta": FRACTION,
+    "hp.disc_width": COUNT,
+    "data.n_train_per_env": COUNT,
+    "data.n_val": COUNT,
+    "data.n_test": COUNT,
+    "data.n_pair_envs": COUNT,
+    "data.n_tasks": COUNT,
+    "data.d_causal": COUNT,
+    "data.buildings_per_env": COUNT,
+    "data.images_per_building": COUNT,
+    "data.val_buildings": COUNT,
+    "data.test_buildings": COUNT,
+    "data.downsample": COUNT,
+    "data.min_title_count": COUNT,
+    "data.min_ratings": COUNT,
+    "data.emb_dim": COUNT,
+    "data.d_noise": NONNEG,
+    "data.max_train_per_env": NONNEG,
+    "data.max_per_building": NONNEG,
+    "data.n_envs": NONNEG,
+    "data.size": NONNEG,
+    "data.depth_invalid_from": NONNEG,
+    "data.data_seed": NONNEG,
+    "data.train_corrs": FRACTION,
+    "data.val_corr": FRACTION,
+    "data.test_corr": FRACTION,
+    "data.train_mc": FRACTION,
+    "data.val_mc": FRACTION,
+    "data.test_mc": FRACTION,
+    "data.env_strengths": FRACTION,
+    "data.val_strength": FRACTION,
+    "data.test_strength": FRACTION,
+    "data.missing_depth": FRACTION,
+    "data.max_items": NONNEG,
+    "data.corr_shift": FREE,
+    "data.mu": FREE,
+    "data.hue_shift": FREE,
+    "data.train_max_year": FREE,
+    "data.val_max_year": FREE,
+    "data.env_edges": FREE,
 }
-RANGES_BY_DATASET: dict[str, dict[str, str]] = {"scenes": {"data.size": COUNT}}    # Taskonomy: size 0 = as stored
+RANGES_BY_DATASET: dict[str, dict[str, str]] = {"scenes": {"data.size": COUNT}}  # Taskonomy: size 0 = as stored
 
 
 def _in_range(v, rule: str) -> bool:
@@ -341,14 +581,14 @@ def _in_range(v, rule: str) -> bool:
 def n_train_envs(cfg: RunConfig) -> int | None:
     """Number of training environments the data config asks for, where it states it (None: known once built)."""
     d = cfg.data
-    if hasattr(d, "train_corrs"):                       # Multi-MNIST, debug
+    if hasattr(d, "train_corrs"):  # Multi-MNIST, debug
         return len(d.train_corrs) if d.shift == "corr" else d.n_pair_envs
-    for name in ("train_mc", "env_strengths"):          # Multi-SEM, scenes
+    for name in ("train_mc", "env_strengths"):  # Multi-SEM, scenes
         if hasattr(d, name):
             return len(getattr(d, name))
-    if hasattr(d, "env_edges"):                         # MovieLens: buckets cut at the edges
+    if hasattr(d, "env_edges"):  # MovieLens: buckets cut at the edges
         return len(d.env_edges) + 1
-    return getattr(d, "n_envs", 0) or None              # Taskonomy (0 = one per building)
+    return getattr(d, "n_envs", 0) or None  # Taskonomy (0 = one per building)
 
 
 def validate_config(cfg: RunConfig) -> RunConfig:
@@ -365,31 +605,46 @@ def validate_config(cfg: RunConfig) -> RunConfig:
                 each, what = ("every entry ", "values") if isinstance(value, tuple) else ("", "a value")
                 finite = all(math.isfinite(v) for v in numbers)
                 rule = rules[key] if finite or rules[key] == FREE else f"finite and {rules[key]}"
-                bad.append(f"{key} = {value!r} is out of range ({each}must be {rule}); "
-                           f"pass --set {key}=<{'a finite value' if rules[key] == FREE else f'{what} {rules[key]}'}>")
-    from mtcrl_lite.core.losses import DECORRELATIONS                 # the one list of L_dec kinds
+                bad.append(
+                    f"{key} = {value!r} is out of range ({each}must be {rule}); "
+                    f"pass --set {key}=<{'a finite value' if rules[key] == FREE else f'{what} {rules[key]}'}>"
+                )
+    from mtcrl_lite.core.losses import DECORRELATIONS  # the one list of L_dec kinds
+
     dec_kind = getattr(cfg.hp, "dec_kind", None)
     if dec_kind is not None and dec_kind not in DECORRELATIONS:
         bad.append(f"hp.dec_kind = {dec_kind!r} is not one of {tuple(DECORRELATIONS)}; pass --set hp.dec_kind=corr")
-    aggregator = getattr(cfg.hp, "aggregator", None)        # methods.Aggregated: the registry name picks it
+    aggregator = getattr(cfg.hp, "aggregator", None)  # methods.Aggregated: the registry name picks it
     if aggregator is not None and aggregator != cfg.method:
-        bad.append(f"hp.aggregator = {aggregator!r} differs from the method {cfg.method!r} (each aggregator is its own "
-                   f"method); pass --method {aggregator} instead of --set hp.aggregator")
+        bad.append(
+            f"hp.aggregator = {aggregator!r} differs from the method {cfg.method!r} (each aggregator is its own "
+            f"method); pass --method {aggregator} instead of --set hp.aggregator"
+        )
     if cfg.train.schedule not in SCHEDULES:
-        bad.append(f"train.schedule = {cfg.train.schedule!r} is not one of {SCHEDULES}; "
-                   f"pass --set train.schedule=cosine (or constant)")
+        bad.append(
+            f"train.schedule = {cfg.train.schedule!r} is not one of {SCHEDULES}; "
+            f"pass --set train.schedule=cosine (or constant)"
+        )
     n_envs = n_train_envs(cfg)
     if not bad and n_envs and cfg.train.batch_size < n_envs:
-        bad.append(f"train.batch_size = {cfg.train.batch_size} is smaller than the number of training environments "
-                   f"({n_envs}; every step holds batch_size // {n_envs} samples of each); "
-                   f"pass --set train.batch_size=<at least {n_envs}>")
+        bad.append(
+            f"train.batch_size = {cfg.train.batch_size} is smaller than the number of training environments "
+            f"({n_envs}; every step holds batch_size // {n_envs} samples of each); "
+            f"pass --set train.batch_size=<at least {n_envs}>"
+        )
     if bad:
         raise ValueError(f"{cfg.dataset}/{cfg.method}: " + "; ".join(bad))
     return cfg
 
 
-def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default",
-                overrides: dict[str, object] | None = None, tuned: bool = True) -> RunConfig:
+def make_config(
+    dataset: str,
+    method: str,
+    seed: int = 0,
+    scale: str = "default",
+    overrides: dict[str, object] | None = None,
+    tuned: bool = True,
+) -> RunConfig:
     """The resolved run config (order in the module docstring). tuned=False ignores tuning/tuned.json."""
     if dataset not in DATASETS:
         raise KeyError(f"unknown dataset {dataset!r}; valid: {sorted(DATASETS)}")
@@ -397,13 +652,16 @@ def make_config(dataset: str, method: str, seed: int = 0, scale: str = "default"
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {SCALES}")
     cfg = RunConfig(dataset, method, int(seed), DATASETS[dataset][0](), hp=default_hparams(method))
-    preset = {k: v for k, v in PRESETS.get(dataset, {}).get(scale, {}).items()
-              if not (k.startswith("hp.") and k.split(".", 1)[1] not in _fields(cfg.hp))}
+    preset = {
+        k: v
+        for k, v in PRESETS.get(dataset, {}).get(scale, {}).items()
+        if not (k.startswith("hp.") and k.split(".", 1)[1] not in _fields(cfg.hp))
+    }
     from_file = {k: typed(cfg, k, v) for k, v in tuned_values(dataset, method).items()} if tuned else {}
-    for layer in ((preset, from_file) if scale == "default" else (from_file, preset)):
+    for layer in (preset, from_file) if scale == "default" else (from_file, preset):
         apply_overrides(cfg, layer)
     apply_overrides(cfg, dict(overrides or {}))
-    cfg.tuned = {k: v for k, v in from_file.items() if get_value(cfg, k) == v}     # those that were not replaced
+    cfg.tuned = {k: v for k, v in from_file.items() if get_value(cfg, k) == v}  # those that were not replaced
     return validate_config(cfg)
 
 

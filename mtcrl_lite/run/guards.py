@@ -11,6 +11,7 @@ Divergence (DivergenceMonitor, after every training step): a run stops with Trai
 The loss was finite (non-finite losses stop the run before the step, methods.check_finite), so the error names the
 step, the largest loss term and the learning rate.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,8 @@ import torch
 
 from mtcrl_lite.baselines.methods import NonFiniteLossError
 
-DIVERGENCE_FACTOR = 1e4   # total loss above this many times its running minimum ...
-DIVERGENCE_FLOOR = 1.0    # ... (or times this floor, when the minimum is smaller) is divergence
+DIVERGENCE_FACTOR = 1e4  # total loss above this many times its running minimum ...
+DIVERGENCE_FLOOR = 1.0  # ... (or times this floor, when the minimum is smaller) is divergence
 
 
 class TrainingDiverged(NonFiniteLossError):
@@ -44,7 +45,8 @@ class DivergenceMonitor:
             raise TrainingDiverged(
                 f"training diverged at step {step}: the loss is {total:.3g}, over {self.factor:g} x its running "
                 f"minimum {self.best:.3g} (largest term {term!r} = {logs[term]:.3g}) at train.lr = {self.lr:g}; "
-                f"lower the learning rate (--set train.lr=...) or the weight of that term")
+                f"lower the learning rate (--set train.lr=...) or the weight of that term"
+            )
         self.best = min(self.best, total)
         finite = torch.stack([torch.isfinite(p).all() for _, p in self.params])
         if not bool(finite.all()):
@@ -52,7 +54,8 @@ class DivergenceMonitor:
             raise TrainingDiverged(
                 f"training diverged at step {step}: parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are "
                 f"non-finite after the step (loss {total:.3g}) at train.lr = {self.lr:g}; lower the learning rate "
-                f"(--set train.lr=...)")
+                f"(--set train.lr=...)"
+            )
 
 
 class InactivePenaltyWarning(UserWarning):
@@ -65,23 +68,35 @@ def inactive_penalties(cfg, train_envs) -> dict[str, str]:
     if len(train_envs) >= 2:
         return {}
     env, hp, out = list(train_envs)[0] if train_envs else None, cfg.hp, {}
-    fix = ("add training environments to the data config (data.train_corrs, data.train_mc, data.env_strengths, "
-           "data.env_edges or data.n_envs)")
+    fix = (
+        "add training environments to the data config (data.train_corrs, data.train_mc, data.env_strengths, "
+        "data.env_edges or data.n_envs)"
+    )
     if getattr(hp, "girm", "none") == "var" and hp.lambda_girm > 0:
-        out["girm"] = (f"G-IRM is inactive: {cfg.dataset} has one training environment ({env!r}), and the variance "
-                       f"of dR/dA over one environment is identically 0; {fix}, or run mtcrl-nogirm to say so")
+        out["girm"] = (
+            f"G-IRM is inactive: {cfg.dataset} has one training environment ({env!r}), and the variance "
+            f"of dR/dA over one environment is identically 0; {fix}, or run mtcrl-nogirm to say so"
+        )
     elif getattr(hp, "girm", "none") == "norm" and hp.lambda_girm > 0:
-        out["girm"] = (f"G-IRM Norm enforces no invariance: {cfg.dataset} has one training environment ({env!r}), "
-                       f"so its penalty only shrinks that environment's dR/dA; {fix}")
+        out["girm"] = (
+            f"G-IRM Norm enforces no invariance: {cfg.dataset} has one training environment ({env!r}), "
+            f"so its penalty only shrinks that environment's dR/dA; {fix}"
+        )
     if getattr(hp, "lambda_irm", 0) > 0:
-        out["irm"] = (f"IRM's penalty enforces no invariance: {cfg.dataset} has one training environment ({env!r}), "
-                      f"so it only calibrates that environment's output scale; {fix}")
+        out["irm"] = (
+            f"IRM's penalty enforces no invariance: {cfg.dataset} has one training environment ({env!r}), "
+            f"so it only calibrates that environment's output scale; {fix}"
+        )
     if getattr(hp, "lambda_vrex", 0) > 0:
-        out["vrex"] = (f"V-REx is inactive: {cfg.dataset} has one training environment ({env!r}), and the variance "
-                       f"of a risk over one environment is identically 0; {fix}")
+        out["vrex"] = (
+            f"V-REx is inactive: {cfg.dataset} has one training environment ({env!r}), and the variance "
+            f"of a risk over one environment is identically 0; {fix}"
+        )
     if getattr(hp, "lambda_dann", 0) > 0:
-        out["dann"] = (f"DANN's adversary is inactive: {cfg.dataset} has one training environment ({env!r}), "
-                       f"which the discriminator always predicts (its loss is 0); {fix}")
+        out["dann"] = (
+            f"DANN's adversary is inactive: {cfg.dataset} has one training environment ({env!r}), "
+            f"which the discriminator always predicts (its loss is 0); {fix}"
+        )
     return out
 
 
@@ -96,5 +111,7 @@ def prepare_out_dir(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ValueError(f"--out {out} cannot be written ({e.strerror or e}); choose a writable directory with "
-                         f"--out, or fix its permissions") from None
+        raise ValueError(
+            f"--out {out} cannot be written ({e.strerror or e}); choose a writable directory with "
+            f"--out, or fix its permissions"
+        ) from None

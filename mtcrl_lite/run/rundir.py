@@ -3,6 +3,7 @@
 A run directory holds config.json, results.jsonl (one JSON object per line, "kind" = "epoch" or "final")
 and checkpoint.pt while the run is unfinished.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _corrupt(path: Path, lineno: int, err: json.JSONDecodeError) -> CorruptFileError:
-    return CorruptFileError(f"{path} line {lineno} is not valid JSON ({err.msg}): the file is truncated or "
-                            f"damaged; rerun with --force to start the run over (or restore the file)")
+    return CorruptFileError(
+        f"{path} line {lineno} is not valid JSON ({err.msg}): the file is truncated or "
+        f"damaged; rerun with --force to start the run over (or restore the file)"
+    )
 
 
 def read_json(path: Path) -> dict:
@@ -82,8 +85,13 @@ def tidy(run_dir: Path) -> pd.DataFrame:
     """
     run_dir = Path(run_dir)
     cfg = read_json(run_dir / "config.json")
-    ident = {"dataset": cfg["dataset"], "method": cfg["method"], "seed": cfg["seed"],
-             "config_hash": cfg["digest"], "run_dir": str(run_dir)}
+    ident = {
+        "dataset": cfg["dataset"],
+        "method": cfg["method"],
+        "seed": cfg["seed"],
+        "config_hash": cfg["digest"],
+        "run_dir": str(run_dir),
+    }
     lines = read_jsonl(run_dir / "results.jsonl")
     primary = lines[-1].get("primary", {}) if lines and lines[-1]["kind"] == "final" else {}
     rows = []
@@ -96,9 +104,18 @@ def tidy(run_dir: Path) -> pd.DataFrame:
             for split, by_task in metrics.items():
                 for task, by_metric in by_task.items():
                     for metric, value in by_metric.items():
-                        rows.append({**ident, "selection": selection, "epoch": epoch, "split": split,
-                                     "task": task, "metric": metric, "value": value,
-                                     "primary": primary.get(task, "acc") == metric})
+                        rows.append(
+                            {
+                                **ident,
+                                "selection": selection,
+                                "epoch": epoch,
+                                "split": split,
+                                "task": task,
+                                "metric": metric,
+                                "value": value,
+                                "primary": primary.get(task, "acc") == metric,
+                            }
+                        )
     return pd.DataFrame(rows)
 
 

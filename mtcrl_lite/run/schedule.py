@@ -4,6 +4,7 @@ The factor multiplies every parameter group's base learning rate (MT-CRL's Θ gr
 It depends only on (step, total steps), so a resumed run sets exactly the rate an uninterrupted one would: no
 scheduler state to checkpoint.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,9 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
         if not 0 <= step < total_steps:
             raise ValueError(f"step {step} is outside the run's {total_steps} steps")
         return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-    raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}; pass --set train.schedule=cosine "
-                     f"or constant")
+    raise ValueError(
+        f"train.schedule must be one of {SCHEDULES}, got {schedule!r}; pass --set train.schedule=cosine or constant"
+    )
 
 
 def set_lr(optimizer, factor: float) -> None:

@@ -8,6 +8,7 @@ Writes DIR/config.json and DIR/results.jsonl atomically after every epoch, keeps
 on validation in DIR/model_best.pt (`load_trained(DIR)` reads them back), checkpoints every epoch, resumes
 an interrupted run from its checkpoint (bit-identical on CPU), and reuses a finished run unless --force.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,19 +27,24 @@ import torch
 from tqdm.auto import tqdm
 
 from mtcrl_lite import __version__
-from mtcrl_lite.models import distributed as D
-from mtcrl_lite.run.checkpoint import CHECKPOINT, discard_state, load_best, load_state, save_best, save_state
-from mtcrl_lite.run.config import RunConfig, config_from_dict, make_config, parse_sets
-from mtcrl_lite.data.batching import epoch_plan, to_batch, to_device, train_steps  # noqa: F401  (epoch_plan, to_batch: API)
-from mtcrl_lite.data.batching import training_environments
-from mtcrl_lite.data import DATASETS, DataMissingError, MTLData, build_dataset
-from mtcrl_lite.run.evaluate import evaluate, finalize
-from mtcrl_lite.run.guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
 from mtcrl_lite.baselines.methods import NonFiniteLossError, get_method
+from mtcrl_lite.data import DATASETS, DataMissingError, MTLData, build_dataset
+from mtcrl_lite.data.batching import (  # noqa: F401  (epoch_plan, to_batch: API)
+    epoch_plan,
+    to_batch,
+    to_device,
+    train_steps,
+    training_environments,
+)
+from mtcrl_lite.models import distributed as D
 from mtcrl_lite.models.networks import build_model, count_parameters
 from mtcrl_lite.paths import REPO_ROOT
-from mtcrl_lite.run.schedule import lr_factor, set_lr
+from mtcrl_lite.run.checkpoint import CHECKPOINT, discard_state, load_best, load_state, save_best, save_state
+from mtcrl_lite.run.config import RunConfig, config_from_dict, make_config, parse_sets
+from mtcrl_lite.run.evaluate import evaluate, finalize
+from mtcrl_lite.run.guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
 from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl, write_jsonl
+from mtcrl_lite.run.schedule import lr_factor, set_lr
 
 
 class RunDirConflict(RuntimeError):
@@ -51,21 +57,28 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise ValueError(f"train.device = {name!r} is not a torch device; use --set train.device=cpu, cuda, "
-                         f"cuda:N or auto") from e
+        raise ValueError(
+            f"train.device = {name!r} is not a torch device; use --set train.device=cpu, cuda, cuda:N or auto"
+        ) from e
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        seen = (f"{torch.cuda.device_count()} GPU(s) are visible" if torch.cuda.is_available() else
-                "no GPU is visible" + (" (this torch is a CPU-only build)" if torch.version.cuda is None else ""))
-        raise ValueError(f"train.device = {name!r} but {seen}; run on the CPU with --set train.device=cpu, or "
-                         f"--set train.device=auto to use a GPU when there is one")
+        seen = (
+            f"{torch.cuda.device_count()} GPU(s) are visible"
+            if torch.cuda.is_available()
+            else "no GPU is visible" + (" (this torch is a CPU-only build)" if torch.version.cuda is None else "")
+        )
+        raise ValueError(
+            f"train.device = {name!r} but {seen}; run on the CPU with --set train.device=cpu, or "
+            f"--set train.device=auto to use a GPU when there is one"
+        )
     return device
 
 
 @functools.lru_cache(maxsize=2)
 def _dataset_cached(name: str, data_json: str) -> MTLData:
     cls = DATASETS[name][0]
-    return build_dataset(name, cls(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in json.loads(data_json).items()}))
+    return build_dataset(
+        name, cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(data_json).items()})
+    )
 
 
 def load_data(cfg: RunConfig) -> MTLData:
@@ -77,14 +90,31 @@ def load_data(cfg: RunConfig) -> MTLData:
 
 def provenance() -> dict:
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip() or "unknown"
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        rev = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or "unknown"
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         rev, dirty = "unknown", None
-    return {"git_revision": rev, "git_dirty": dirty, "mtcrl_lite": __version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": sys.version.split()[0]}
+    return {
+        "git_revision": rev,
+        "git_dirty": dirty,
+        "mtcrl_lite": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 def build_method(cfg: RunConfig, data: MTLData, device):
@@ -98,20 +128,24 @@ def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
     """True if `out` already holds this finished run (reuse it); otherwise make it ready for training."""
     cfg_path = out / "config.json"
     if cfg_path.exists():
-        old = {} if force else read_json(cfg_path)       # --force clears even a config.json that cannot be parsed
+        old = {} if force else read_json(cfg_path)  # --force clears even a config.json that cannot be parsed
         if force:
             shutil.rmtree(out)
         elif old.get("digest") != digest:
-            raise RunDirConflict(f"{out} holds a run with another config (digest {old.get('digest')} != {digest}); "
-                                 f"pass --force to overwrite it or choose another --out")
+            raise RunDirConflict(
+                f"{out} holds a run with another config (digest {old.get('digest')} != {digest}); "
+                f"pass --force to overwrite it or choose another --out"
+            )
         elif is_finished(out):
             log(f"reusing finished run {out}")
             return True
         elif (out / CHECKPOINT).exists() and old.get("world_size", 1) != D.world()[1]:
-            raise RunDirConflict(f"{out} was started on {old.get('world_size', 1)} process(es) and is resumed on "
-                                 f"{D.world()[1]}; resume it with torchrun --nproc_per_node={old.get('world_size', 1)} "
-                                 f"(or without torchrun for 1), so that it resumes bit-identically, or pass --force")
-    prepare_out_dir(out)               # an existing file or a read-only directory fails here, before any training
+            raise RunDirConflict(
+                f"{out} was started on {old.get('world_size', 1)} process(es) and is resumed on "
+                f"{D.world()[1]}; resume it with torchrun --nproc_per_node={old.get('world_size', 1)} "
+                f"(or without torchrun for 1), so that it resumes bit-identically, or pass --force"
+            )
+    prepare_out_dir(out)  # an existing file or a read-only directory fails here, before any training
     return False
 
 
@@ -122,9 +156,11 @@ def _rows_before(res_path: Path, start: int | None, out: Path, log) -> list[dict
     rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
     if [r["epoch"] for r in rows] != list(range(start)):
         missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
-        raise RunDirConflict(f"{res_path} is behind {out / CHECKPOINT}: the checkpoint is after epoch {start - 1} "
-                             f"but the results lack epochs {missing or 'in order'}; pass --force to start the run "
-                             f"over, or delete {out / CHECKPOINT} to retrain it from epoch 0")
+        raise RunDirConflict(
+            f"{res_path} is behind {out / CHECKPOINT}: the checkpoint is after epoch {start - 1} "
+            f"but the results lack epochs {missing or 'in order'}; pass --force to start the run "
+            f"over, or delete {out / CHECKPOINT} to retrain it from epoch 0"
+        )
     log(f"resuming {out} at epoch {start}")
     return rows
 
@@ -139,7 +175,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     if D.on_rank0(lambda: _claim_out_dir(out, digest, force, log)):
         return out
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.set_num_threads(cfg.train.threads)     # fixed: a run's numbers do not depend on what shares the machine
+    torch.set_num_threads(cfg.train.threads)  # fixed: a run's numbers do not depend on what shares the machine
     device = D.local_device(resolve_device(cfg.train.device))
     data = load_data(cfg)
     method = build_method(cfg, data, device)
@@ -149,29 +185,61 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     inactive = inactive_penalties(cfg, data.train_envs)
     for why in inactive.values():
         warnings.warn(why, InactivePenaltyWarning, stacklevel=2)
-    D.on_rank0(lambda: cfg_path.exists() or atomic_write_text(cfg_path, json.dumps(    # every rank calls on_rank0
-        {**cfg.to_dict(), "digest": digest, **provenance(), "n_params": count_parameters(method.model),
-         "device": str(device), "world_size": world_size, "inactive_penalties": inactive}, indent=1, sort_keys=True)))
-    start = load_state(out, method, device, digest)       # every rank (the run directory is on a shared filesystem)
+    D.on_rank0(
+        lambda: cfg_path.exists()
+        or atomic_write_text(
+            cfg_path,
+            json.dumps(  # every rank calls on_rank0
+                {
+                    **cfg.to_dict(),
+                    "digest": digest,
+                    **provenance(),
+                    "n_params": count_parameters(method.model),
+                    "device": str(device),
+                    "world_size": world_size,
+                    "inactive_penalties": inactive,
+                },
+                indent=1,
+                sort_keys=True,
+            ),
+        )
+    )
+    start = load_state(out, method, device, digest)  # every rank (the run directory is on a shared filesystem)
     rows = D.on_rank0(lambda: _rows_before(res_path, start, out, log))
     start = start or 0
     train_eval = data.train_all()
-    bar = tqdm(total=steps_per_epoch * tc.epochs, initial=steps_per_epoch * start, disable=not progress or rank > 0,
-               desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}", leave=False)
+    bar = tqdm(
+        total=steps_per_epoch * tc.epochs,
+        initial=steps_per_epoch * start,
+        disable=not progress or rank > 0,
+        desc=f"{cfg.dataset}/{cfg.method}/seed{cfg.seed}",
+        leave=False,
+    )
     ev = dict(chunk=tc.eval_batch_size, num_workers=tc.num_workers)
     monitor = DivergenceMonitor(method, tc.lr)
 
     def end_epoch(epoch: int, t0: float, sums: dict) -> None:
-        metrics = {"train": evaluate(method, data, train_eval, device, tc.eval_train_max, **ev),
-                   "val": evaluate(method, data, data.val, device, **ev),
-                   "test": evaluate(method, data, data.test, device, **ev)}
-        rows.append({"kind": "epoch", "epoch": epoch, "steps": (epoch + 1) * steps_per_epoch, "metrics": metrics,
-                     "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "A": method.routing_graph(),
-                     "time_s": time.perf_counter() - t0})
-        if finalize(rows, data.tasks)["selected_epoch"] == epoch:      # new best on validation: keep its weights
+        metrics = {
+            "train": evaluate(method, data, train_eval, device, tc.eval_train_max, **ev),
+            "val": evaluate(method, data, data.val, device, **ev),
+            "test": evaluate(method, data, data.test, device, **ev),
+        }
+        rows.append(
+            {
+                "kind": "epoch",
+                "epoch": epoch,
+                "steps": (epoch + 1) * steps_per_epoch,
+                "metrics": metrics,
+                "loss": {k: v / steps_per_epoch for k, v in sums.items()},
+                "A": method.routing_graph(),
+                "time_s": time.perf_counter() - t0,
+            }
+        )
+        if finalize(rows, data.tasks)["selected_epoch"] == epoch:  # new best on validation: keep its weights
             save_best(out, method.model)
         write_jsonl(res_path, rows)
         save_state(out, epoch, method, digest)
+
     for epoch in range(start, tc.epochs):
         t0, sums = time.perf_counter(), {}
         steps = train_steps(data.train_envs, tc.batch_size, cfg.seed, epoch, tc.num_workers, device)
@@ -181,19 +249,20 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
             try:
                 logs = method.update(to_device(batch, device, non_blocking=True), step)
                 monitor.check(logs, step)
-            except NonFiniteLossError as err:       # or TrainingDiverged
+            except NonFiniteLossError as err:  # or TrainingDiverged
                 raise type(err)(f"epoch {epoch}: {err}") from None
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)
             bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
-        D.on_rank0(lambda: end_epoch(epoch, t0, sums))     # rank 0 evaluates and writes; every rank waits for it
+        D.on_rank0(lambda: end_epoch(epoch, t0, sums))  # rank 0 evaluates and writes; every rank waits for it
     bar.close()
 
     def end_run() -> None:
         write_jsonl(res_path, rows + [finalize(rows, data.tasks)])
         discard_state(out)
-    D.on_rank0(end_run)           # and no rank returns before the run directory is complete
+
+    D.on_rank0(end_run)  # and no rank returns before the run directory is complete
     return out
 
 
@@ -219,8 +288,14 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="shorthand for --set train.epochs=N")
     p.add_argument("--smoke", action="store_true", help="tiny CI scale (same as --scale smoke)")
     p.add_argument("--scale", default="default", choices=["smoke", "default", "full"])
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set hp.lambda_girm=100 --set data.n_val=500")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set hp.lambda_girm=100 --set data.n_val=500",
+    )
     p.add_argument("--force", action="store_true", help="discard an existing run in --out")
     p.add_argument("--untuned", action="store_true", help="ignore tuning/tuned.json (the registry defaults)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -229,9 +304,15 @@ def main(argv=None) -> int:
         overrides = parse_sets(args.sets)
         if args.epochs is not None:
             overrides["train.epochs"] = args.epochs
-        cfg = make_config(args.dataset, args.method, args.seed, "smoke" if args.smoke else args.scale, overrides,
-                          tuned=not args.untuned)
-        rank = D.init_from_env(cfg.train.device)[0]      # under torchrun: join its process group
+        cfg = make_config(
+            args.dataset,
+            args.method,
+            args.seed,
+            "smoke" if args.smoke else args.scale,
+            overrides,
+            tuned=not args.untuned,
+        )
+        rank = D.init_from_env(cfg.train.device)[0]  # under torchrun: join its process group
         out = run(cfg, args.out, force=args.force, progress=not args.quiet)
     except (KeyError, ValueError, RunDirConflict) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
@@ -245,8 +326,16 @@ def main(argv=None) -> int:
         return 0
     final = read_jsonl(out / "results.jsonl")[-1]
     n_params = read_json(out / "config.json")["n_params"]
-    print(json.dumps({"run": str(out), "n_params": n_params, "selected_epoch": final["selected_epoch"],
-                      "test": {t: m[final["primary"][t]] for t, m in final["metrics"]["test"].items()}}))
+    print(
+        json.dumps(
+            {
+                "run": str(out),
+                "n_params": n_params,
+                "selected_epoch": final["selected_epoch"],
+                "test": {t: m[final["primary"][t]] for t, m in final["metrics"]["test"].items()},
+            }
+        )
+    )
     return 0
 
 
