@@ -11,7 +11,6 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
              notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/08_ablations.ipynb \
              notebooks/09_main_results.ipynb notebooks/10_beyond_the_paper.ipynb
 PAPERMILL_ARGS ?=
-ALL_METHODS := stl mtl pcgrad gradvac dann irm mtcrl mtcrl-norm mtcrl-nogirm vrex upgrad imtl-g aligned-mtl mgda
 
 .PHONY: venv data reproduce test tune bench clean lab colab
 
@@ -53,9 +52,9 @@ test: data .venv-cff/.installed
 # GradVac and the four aggregators cost ~1.5-2x) measured 1 h 46 min for 99 runs on 2 cores (+ 10 min 40 s for VREx's
 # 12, + 1 h 16 min for the aggregators' 48), MovieLens 14 x 8 x ~12-16 s = ~25 min.
 tune: data
-	$(BIN)/python -m mtcrl_lite.grid.search --dataset multimnist --methods $(ALL_METHODS) --draws 12 \
+	$(BIN)/python -m mtcrl_lite.grid.search --dataset multimnist --methods all --draws 12 \
 	  --out results/tuning/multimnist --jobs 2 --set train.device=auto --write-tuning
-	$(BIN)/python -m mtcrl_lite.grid.search --dataset movielens --methods $(ALL_METHODS) --draws 8 \
+	$(BIN)/python -m mtcrl_lite.grid.search --dataset movielens --methods all --draws 8 \
 	  --out results/tuning/movielens --write-tuning
 
 # JupyterLab on the repository's environment, with its own named kernel ("mtcrl-lite (.venv)"), opened on notebooks/.

@@ -2,7 +2,7 @@ import pytest
 
 from mtcrl_lite.analysis.relative import relative_improvement
 
-# NYUv2, SegNet-MTAN, 200 epochs (REFERENCES.md): mIoU, pix acc | depth abs, rel | normal mean, median, 11.25, 22.5, 30
+# NYUv2, SegNet-MTAN, 200 epochs (docs/METHOD §8): mIoU, pix acc | depth abs, rel | normal mean, median, 11.25, 22.5, 30
 HIB = {
     "seg": {"miou": True, "pix": True},
     "depth": {"abs": False, "rel": False},

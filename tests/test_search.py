@@ -283,3 +283,23 @@ def test_random_environments_keep_sizes_are_seeded_and_differ_from_the_dataset()
     )
     with pytest.raises(ValueError, match="train.envs must be one of"):
         training_environments(data, "shuffled")
+
+
+def test_methods_all_is_every_registered_method_including_a_new_one(monkeypatch, tmp_path):
+    from mtcrl_lite.baselines.methods import ERM, MethodSpec
+    from mtcrl_lite.grid import search as S
+
+    spec = MethodSpec("another", ERM, {}, "a method registered later", label="Another")
+    monkeypatch.setitem(METHODS, "another", spec)
+    seen = {}
+
+    def fake_search(dataset, methods, *args, **kwargs):
+        seen["methods"] = methods
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(S, "run_search", fake_search)
+    assert S.main(["--dataset", "debug", "--methods", "all", "--draws", "1", "--out", str(tmp_path)]) == 2
+    assert seen["methods"] == list(METHODS) and "another" in seen["methods"]
+    from mtcrl_lite.analysis.tables import label
+
+    assert label("another") == "Another" and label("mtcrl") == "MT-CRL, G-IRM Var"

@@ -3,7 +3,7 @@
 All return an *improvement* in percent: positive means better than the baseline. (MTAN / Nash-MTL print the
 all-metrics variant with the opposite sign, as a "drop" Δm where lower is better.)
 
-* ``paper`` (MT-CRL's tables, METHOD.md §6): Δ = (1/T) Σ_t s_t (M_t − B_t) / B_t · 100 over each task's primary
+* ``paper`` (MT-CRL's tables, docs/METHOD §6): Δ = (1/T) Σ_t s_t (M_t − B_t) / B_t · 100 over each task's primary
   metric, s_t = +1 if higher is better, −1 otherwise.
 * ``all_metrics`` (MTAN, Nash-MTL): the same mean taken over every metric of every task.
 * ``per_task_mean`` (LibMTL): first the mean over the metrics of each task, then the mean over tasks.

@@ -1,4 +1,4 @@
-"""Measures of how much a task's predictor relies on spurious input features (METHOD.md §6, and beyond it).
+"""Measures of how much a task's predictor relies on spurious input features (docs/METHOD §6, and beyond it).
 
 This module holds the measures only: pure functions of a model, tensors and a boolean mask. Which features are
 spurious for which task of which dataset is in `mtcrl_lite.experiments.reliance_data`; the analyses of trained
@@ -83,7 +83,7 @@ def rho_from_saliency(sal: np.ndarray, mask) -> float:
 
 
 def rho_spur(model, x, y, task, mask, output: str = "logit") -> float:
-    """ρ_spur of `task` (METHOD.md §6): the share of input-gradient mass on the spurious features."""
+    """ρ_spur of `task` (docs/METHOD §6): the share of input-gradient mass on the spurious features."""
     x = _as_tensor(x)
     return rho_from_saliency(saliency(model, x, y, task, output), _check_mask(mask, x).numpy())
 

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from mtcrl_lite.analysis.relative import relative_improvement
+from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.paths import results_root
 
@@ -29,19 +30,7 @@ SOURCES = {
     "CityScape": "04_cityscapes",
     "NYUv2": "05_nyuv2",
 }
-ROWS = {
-    "stl": "Single-task",
-    "pcgrad": "PCGrad",
-    "gradvac": "GradVac",
-    "dann": "DANN",
-    "irm": "IRM",
-    "mtcrl-nogirm": "MT-CRL w/o G-IRM",
-    "mtcrl-norm": "MT-CRL, G-IRM Norm",
-    "mtcrl": "MT-CRL, G-IRM Var",
-}
-# methods after the paper (notebook 10): an invariance penalty and torchjd's gradient aggregators
-NEW_ROWS = {"vrex": "VREx", "upgrad": "UPGrad", "imtl-g": "IMTL-G", "aligned-mtl": "Aligned-MTL", "mgda": "MGDA"}
-# The paper's main table (REFERENCES.md, from the authors' slides): Δ over vanilla MTL in %.
+# The paper's main table (docs/METHOD §8, from the authors' slides): Δ over vanilla MTL in %.
 PAPER = {
     "stl": [3.3, 0.2, -2.5, -2.4, -12.2, -2.7],
     "pcgrad": [4.5, 0.2, 3.1, 2.1, 7.4, 3.5],
@@ -52,6 +41,11 @@ PAPER = {
     "mtcrl-norm": [7.8, 1.0, 6.5, 2.9, 8.0, 5.2],
     "mtcrl": [8.1, 1.1, 7.1, 2.8, 8.2, 5.5],
 }
+
+# the paper's rows in its table's order, and the methods added after it (notebook 10), by display name
+ROWS = {m: METHODS[m].label for m in PAPER}
+NEW_ROWS = {m.name: m.label for m in METHODS.values() if not m.paper and m.name != "mtl"}
+assert {m.name for m in METHODS.values() if m.paper} == set(ROWS), "PAPER and the registry's paper rows differ"
 
 
 def t975(df: int) -> float:
@@ -197,7 +191,7 @@ def paired_by_variant(
 
 def label(method: str) -> str:
     """The display name of a registry method (paper rows, newer methods, MTL)."""
-    return {"mtl": "MTL", **ROWS, **NEW_ROWS}.get(method, method)
+    return METHODS[method].label if method in METHODS else method
 
 
 def extended_table(columns: dict[str, pd.DataFrame], selection: str = "best_val") -> pd.DataFrame:

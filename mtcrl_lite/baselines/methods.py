@@ -340,30 +340,42 @@ class MethodSpec:
     defaults: dict
     doc: str
     not_searched: tuple = ()  # hyper-parameters with a range that have no effect in this variant
+    label: str = ""  # the display name in tables and figures
+    paper: bool = False  # a row of the paper's main table (the rest were added here: notebook 10)
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, cls: type, doc: str, not_searched: tuple = (), **defaults) -> None:
-    METHODS[name] = MethodSpec(name, cls, defaults, doc, tuple(not_searched))
+def register(name: str, cls: type, doc: str, label: str, paper: bool = False, not_searched: tuple = (), **defaults):
+    """Add a method: its name, class, one-line description, display name, whether the paper's table has it, the
+    hyper-parameters it ignores, and its defaults over the class's hparams dataclass. Search, tables, figures and
+    the Makefile read this registry."""
+    METHODS[name] = MethodSpec(name, cls, defaults, doc, tuple(not_searched), label, paper)
 
 
-register("stl", STL, "single-task learning: one network per task, same backbone")
-register("mtl", ERM, "vanilla MTL: shared encoder, equal task weights")
-register("pcgrad", PCGrad, "vanilla MTL + PCGrad on the shared encoder")
-register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder")
-register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation")
-register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment")
+register("stl", STL, "single-task learning: one network per task, same backbone", "Single-task", paper=True)
+register("mtl", ERM, "vanilla MTL: shared encoder, equal task weights", "MTL")
+register("pcgrad", PCGrad, "vanilla MTL + PCGrad on the shared encoder", "PCGrad", paper=True)
+register("gradvac", GradVac, "vanilla MTL + GradVac on the shared encoder", "GradVac", paper=True)
+register("dann", DANN, "vanilla MTL + environment-adversarial DANN on the shared representation", "DANN", paper=True)
+register("irm", IRM, "vanilla MTL + IRMv1 penalty per task and environment", "IRM", paper=True)
 for _name, (_cls, _doc) in AGGREGATORS.items():
-    register(_name, Aggregated, f"vanilla MTL + {_doc} on the shared encoder (torchjd)", aggregator=_name)
-register("vrex", VREx, "vanilla MTL + V-REx: variance of each task's risk over environments")
-register("mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", girm="var")
-register("mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", girm="norm", lambda_girm=0.1)
+    _label = _doc.split(" (")[0]
+    register(_name, Aggregated, f"vanilla MTL + {_doc} on the shared encoder (torchjd)", _label, aggregator=_name)
+register("vrex", VREx, "vanilla MTL + V-REx: variance of each task's risk over environments", "VREx")
+register(
+    "mtcrl", MTCRLMethod, "MT-CRL with G-IRM Var (the paper's main method)", "MT-CRL, G-IRM Var", paper=True, girm="var"
+)
+register(
+    "mtcrl-norm", MTCRLMethod, "MT-CRL with G-IRM Norm", "MT-CRL, G-IRM Norm", paper=True, girm="norm", lambda_girm=0.1
+)
 register(
     "mtcrl-nogirm",
     MTCRLMethod,
     "MT-CRL without G-IRM (modules + graph regularizer only)",
+    "MT-CRL w/o G-IRM",
+    paper=True,
     girm="none",
     not_searched=("lambda_girm", "anneal_steps"),
 )

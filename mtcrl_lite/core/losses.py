@@ -1,4 +1,4 @@
-"""MT-CRL's regularizers as pure functions of tensors (METHOD.md §3). No model, no optimizer, no state.
+"""MT-CRL's regularizers as pure functions of tensors (docs/METHOD §3). No model, no optimizer, no state.
 
 Shapes: B batch, K modules, d units per module, T tasks, E environments.
 """
@@ -15,7 +15,7 @@ def decorrelation(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     samples (B * h * w rows; ours: correlation across all pixels of the batch, not of pooled features).
     Each unit is standardized over the batch (population std); Zhat_i^T Zhat_j / B is then
     the d x d cross-correlation block between modules i and j. Within-module correlations are free.
-    Ours: METHOD.md writes the plain sum over ordered pairs; we divide by the number of entries so that
+    Ours: docs/METHOD writes the plain sum over ordered pairs; we divide by the number of entries so that
     lambda_dec means the same for every K and d (the sum is K(K-1)d^2 times larger; docs/DECISIONS.md).
     """
     if z.dim() < 3:

@@ -1,4 +1,4 @@
-"""MT-CRL on your own model: the objective Σ_t R_t + λ_dec L_dec + L_graph + λ_G L_G-IRM (docs/METHOD.md) for any
+"""MT-CRL on your own model: the objective Σ_t R_t + λ_dec L_dec + L_graph + λ_G L_G-IRM (docs/METHOD) for any
 `RoutedModel` (your encoder and heads, the routing graph A between them), from per-environment batches.
 
     model = RoutedModel(encoder, {"a": head_a, "b": head_b}, n_modules=4)

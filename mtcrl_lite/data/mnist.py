@@ -4,7 +4,7 @@ Canvas (Sun 2019, DoubleMNIST): 64x64, the left digit inside columns 0-31, the r
 columns 32-63, each 28x28 digit at a uniformly random offset inside its half. Task `left` and task
 `right` are 10-way classifications.
 
-Two shift types (METHOD.md §4):
+Two shift types (docs/METHOD §4):
 * ``shift="corr"``: in an environment with strength p, the right label equals f(left) = (left + c) % 10
   with probability p and is uniform otherwise, so P(right = f(left)) = p + (1 - p)/10. Training
   environments differ in p (default 0.9 and 0.7); validation and test are independent (p = 0).

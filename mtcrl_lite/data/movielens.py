@@ -1,4 +1,4 @@
-"""MovieLens-100k (Harper & Konstan 2015) under a release-year shift: one task per genre (METHOD.md §5).
+"""MovieLens-100k (Harper & Konstan 2015) under a release-year shift: one task per genre (docs/METHOD §5).
 
 Files (recbole's atomic format: tab-separated, header fields `name:type`, fetched by `sources.fetch("movielens")`):
   ml-100k.inter  user_id, item_id, rating (1-5), timestamp          100,000 ratings

@@ -19,7 +19,7 @@ import pandas as pd
 from mtcrl_lite.analysis.reliance import counterfactual, rho_spur, saliency
 from mtcrl_lite.experiments.reliance_data import TWO_HALVES, iid_split, inputs_of, model_in_mask_coords, spurious_mask
 
-# The paper's Table 1 (REFERENCES.md): (dataset, method) -> {row: value}.
+# The paper's Table 1 (docs/METHOD §8): (dataset, method) -> {row: value}.
 PAPER_TABLE1 = {
     ("multisem", "stl"): {"acc_train": 0.931, "acc_val": 0.906, "rho_spur": 0.128},
     ("multisem", "mtl"): {"acc_train": 0.936, "acc_val": 0.882, "rho_spur": 0.246},

@@ -418,7 +418,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m mtcrl_lite.grid.search", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)
-    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--methods", nargs="+", required=True, help="registry names, or all: every registered method")
     p.add_argument("--draws", type=int, required=True, help="draws per method (draw 0 = the defaults)")
     p.add_argument("--out", required=True, help="root of the search's run directories")
     p.add_argument("--scale", default="default", choices=["smoke", "default", "full"])
@@ -441,6 +441,8 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     add_launcher_args(p, dry_run=False)
     args = p.parse_args(argv)
+    if args.methods == ["all"]:
+        args.methods = list(METHODS)
     if args.write_tuning and args.scale != "default":
         print(
             "error: --write-tuning needs --scale default (tuned values are the defaults of the default scale)",

@@ -42,7 +42,7 @@ class ModelConfig:
         0,
         choices=(4, 8, 16),
         kinds=("mtcrl",),
-        doc="K; 0 = max(4, 2T) (METHOD.md §3, ours); searched for MT-CRL only (K < T or K not dividing W is redrawn)",
+        doc="K; 0 = max(4, 2T) (docs/METHOD §3, ours); searched for MT-CRL only (K < T or K not dividing W is redrawn)",
     )
     theta_init: float = 1.0  # routing logits start at Θ = 1, i.e. A = sigmoid(1) = 0.73
     module_norm: str = hp(
