@@ -1,7 +1,7 @@
 """Notebook parameters (`mtcrl_lite.experiments.notebook.parameters`): values as papermill passes them
 (`-p SEEDS "[0, 1]"` gives the string "[0, 1]"), errors that name the parameter, the value and an example, and every
-notebook's parameters cell checked against SCHEMA: its names are known, the next code cell validates all of them,
-later cells use only `P.NAME`, and its literal defaults validate."""
+notebook's parameters cell checked against SCHEMA and the kinds the notebook declares itself: its names are known,
+the next code cell validates all of them, later cells use only `P.NAME`, and its literal defaults validate."""
 
 import ast
 import json
@@ -14,7 +14,7 @@ import pytest
 from mtcrl_lite.baselines.methods import METHODS as REGISTRY
 from mtcrl_lite.experiments.notebook import (
     EXAMPLES,
-    NOTEBOOK_SCHEMA,
+    MINIMUM,
     SCHEMA,
     ParameterError,
     parameters,
@@ -28,13 +28,29 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 METHOD_PARAMS = ("METHODS", "OTHER_TARGET_METHODS")  # parameters whose values are method names
 
 
-def one(name, value, choices=None, **kw):
-    return getattr(parameters(choices, **kw, **{name: value}), name)
+def declared_kinds(nb: Path) -> dict:
+    """The `KINDS = {...}` a notebook's validation cell declares for its own parameters ({} if none)."""
+    for cell in json.loads(nb.read_text())["cells"]:
+        for node in ast.parse("".join(cell["source"])).body if cell["cell_type"] == "code" else []:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "KINDS":
+                return ast.literal_eval(node.value)
+    return {}
 
 
-def error(name, value, choices=None, **kw):
+KINDS = {nb.stem: declared_kinds(nb) for nb in NOTEBOOKS}
+# every notebook's own parameters, for the tests of single values (01's EPOCHS list is tested apart)
+ANY_KINDS = {k: v for kinds in KINDS.values() for k, v in kinds.items() if k not in SCHEMA}
+
+
+def one(name, value, choices=None, notebook=None):
+    kinds = KINDS[notebook] if notebook else ANY_KINDS
+    return getattr(parameters(choices, kinds=kinds, **{name: value}), name)
+
+
+def error(name, value, choices=None, notebook=None):
+    kinds = KINDS[notebook] if notebook else ANY_KINDS
     with pytest.raises(ParameterError) as e:
-        parameters(choices, **kw, **{name: value})
+        parameters(choices, kinds=kinds, **{name: value})
     return str(e.value)
 
 
@@ -288,19 +304,35 @@ def test_notebook_specific_kinds():
 
 
 def test_every_kind_is_known_and_its_example_parses():
-    specs = list(SCHEMA.items()) + [kv for over in NOTEBOOK_SCHEMA.values() for kv in over.items()]
-    assert all(name in SCHEMA for over in NOTEBOOK_SCHEMA.values() for name in over)
-    for name, (kind, _) in specs:
+    specs = [(n, k, a, None) for n, (k, a) in SCHEMA.items()]
+    for stem, kinds in KINDS.items():
+        for name, spec in kinds.items():
+            kind, _, allowed = (spec, None, None) if isinstance(spec, str) else (tuple(spec) + (None, None))[:3]
+            specs.append((name, kind, allowed, stem))
+    assert len(specs) > len(SCHEMA) and set(MINIMUM) <= set(SCHEMA)
+    for name, kind, _, _ in specs:
         split_kind(kind)
         assert name == name.upper() and kind in EXAMPLES, name
     for kind in EXAMPLES:
         split_kind(kind)
-    for name, (kind, allowed) in specs:  # the example an error message prints must itself be accepted
+    for name, kind, allowed, stem in specs:  # the example an error message prints must itself be accepted
         value = allowed[0] if kind == "str" and allowed else shlex.split(EXAMPLES[kind])[0]
-        notebook = next((nb for nb, over in NOTEBOOK_SCHEMA.items() if over.get(name) == (kind, allowed)), None)
-        assert one(name, value, notebook=notebook) is not None, name
+        assert one(name, value, notebook=stem) is not None, name
     with pytest.raises(ValueError, match="unknown parameter kind"):
         split_kind("bool_or_empty")
+    with pytest.raises(ValueError, match="unknown parameter kind"):
+        parameters(kinds={"X": "complex"}, X=1)
+
+
+def test_a_declared_minimum_and_allowed_values_are_enforced():
+    kinds = {"N": ("int", 2), "MODE": ("str", None, ("a", "b"))}
+    assert parameters(kinds=kinds, N="3", MODE="b").N == 3
+    with pytest.raises(ParameterError, match=r"N = '1': \[1\] below the smallest valid value 2"):
+        parameters(kinds=kinds, N="1")
+    with pytest.raises(ParameterError, match="not among the valid values"):
+        parameters(kinds=kinds, MODE="c")
+    with pytest.raises(ParameterError, match="unknown notebook parameter MU.*declare it with kinds"):
+        parameters(MU=1.0)
 
 
 # ---- the notebooks --------------------------------------------------------------------------------------------------
@@ -346,8 +378,8 @@ def parameters_call(tree):
 def test_parameters_cell_names_only_known_parameters(nb):
     _, _, defaults = parameters_cell(nb)
     assert defaults, f"{nb.name}: empty parameters cell"
-    unknown = sorted(set(defaults) - set(SCHEMA))
-    assert not unknown, f"{nb.name}: parameters {unknown} are not in mtcrl_lite.experiments.notebook.SCHEMA"
+    unknown = sorted(set(defaults) - set(SCHEMA) - set(KINDS[nb.stem]))
+    assert not unknown, f"{nb.name}: parameters {unknown} are neither shared (SCHEMA) nor declared in its KINDS"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
@@ -356,13 +388,12 @@ def test_next_code_cell_validates_every_parameter_and_later_cells_use_only_the_v
     tree = ast.parse(code[i + 1][1])
     call = parameters_call(tree)
     assert call is not None, f"{nb.name}: the first code cell after the parameters cell must call parameters(...) once"
-    passed = {k.arg: k.value for k in call.keywords if k.arg != "notebook"}
+    passed = {k.arg: k.value for k in call.keywords if k.arg != "kinds"}
     assert set(passed) == set(defaults), f"{nb.name}: parameters(...) misses {set(defaults) - set(passed)}"
     assert all(isinstance(v, ast.Name) and v.id == k for k, v in passed.items()), f"{nb.name}: pass NAME=NAME"
-    stem = nb.stem
-    given = {k.arg: k.value for k in call.keywords}.get("notebook")
-    if stem in NOTEBOOK_SCHEMA and set(NOTEBOOK_SCHEMA[stem]) & set(defaults):
-        assert isinstance(given, ast.Constant) and given.value == stem, f"{nb.name}: pass notebook={stem!r}"
+    given = {k.arg: k.value for k in call.keywords}.get("kinds")
+    if KINDS[nb.stem]:
+        assert isinstance(given, ast.Name) and given.id == "KINDS", f"{nb.name}: pass kinds=KINDS"
     allowed_raw = {id(v) for v in passed.values()}  # the NAME of NAME=NAME in the call
     for later in [tree] + [ast.parse(src) for _, src in code[i + 2 :]]:
         for node in ast.walk(later):
@@ -380,7 +411,7 @@ def test_literal_defaults_validate(nb):
         except ValueError:  # e.g. SMOKE = os.environ.get(...) == "1"
             continue
     choices = {name: tuple(REGISTRY) for name in METHOD_PARAMS if name in literal}
-    p = parameters(choices, notebook=nb.stem, **literal)
+    p = parameters(choices, kinds=KINDS[nb.stem], **literal)
     for name, value in literal.items():  # the defaults already have their types: validation changes nothing
         assert getattr(p, name) == value and type(getattr(p, name)) is type(value), name
 

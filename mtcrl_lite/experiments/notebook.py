@@ -15,7 +15,10 @@ from types import SimpleNamespace
 
 from mtcrl_lite.paths import results_root
 
-# name -> (kind, allowed values or None). A kind is a base kind, optionally with a suffix:
+# The parameters many notebooks share: name -> (kind, allowed values or None). A notebook declares its own (or a
+# shared name with another kind) in its validation cell: parameters(..., kinds={"MU": "float", "NS": ("int_list", 1),
+# "TARGET": ("str", None, ("rating", "like"))}), i.e. a kind, or (kind, smallest value[, allowed values]).
+# A kind is a base kind, optionally with a suffix:
 #   "bool", "int", "float", "prob" (a float in [0, 1]), "str", "path" (a str, or None), "dict" (config overrides,
 #   {"dotted.key": value}), and lists of them: "int_list", "float_list", "prob_list", "str_list" (not empty);
 #   "..._or_none": None, "None" or "" give None; "..._list_or_empty": the empty list is allowed.
@@ -30,60 +33,10 @@ SCHEMA: dict[str, tuple[str, tuple | None]] = {
     "METHODS": ("str_list", None),
     "TASKS": ("str_list_or_none", None),
     "FORCE": ("bool", None),
-    # 01 (Proposition 1)
-    "MU": ("float", None),
-    "D_CAUSAL": ("int", None),
-    "D_NOISE": ("int", None),
-    "M_GRID": ("prob_list", None),
-    "N_LARGE": ("int", None),
-    "N_FIT_REPEATS": ("int", None),
-    "NS": ("int_list", None),
-    "N_REPEATS": ("int", None),
-    "M_SWEEP": ("prob_list", None),
-    "WIDTH": ("int", None),
-    # 02 (synthetic spurious)
-    "SEM_OVERRIDES": ("dict", None),
-    "MNIST_OVERRIDES": ("dict", None),
-    "N_ANALYZE": ("int", None),
-    "WIDTHS": ("int_list", None),
-    "EPOCHS_GRID": ("int_list", None),
-    "STRENGTHS": ("prob_list", None),
-    # 07 (MovieLens)
-    "TARGET": ("str", ("rating", "like")),
-    "GRAPH_LRS": ("float_list_or_empty", None),
-    "OTHER_TARGET_METHODS": ("str_list_or_empty", None),
-    # 08 (ablations)
-    "MAIN_SEEDS": ("int_list", None),
-    "CONDITIONS": ("str_list_or_none", None),
     "JOBS": ("int", None),
-    "MOVIELENS": ("bool", None),
-    # 10 (beyond the paper)
-    "DATASETS": ("str_list", None),
-    "DENSE_SEEDS": ("int_list", None),
-}
-# A notebook whose parameter of a SCHEMA name has another type: notebook name -> {name: (kind, allowed)}; used when
-# the notebook calls parameters(notebook=...). 01's EPOCHS is its list of training lengths (short and long).
-NOTEBOOK_SCHEMA: dict[str, dict[str, tuple[str, tuple | None]]] = {
-    "01_theory_proposition1": {"EPOCHS": ("int_list", None)},
 }
 # Smallest valid value of numeric parameters (every entry of a list): EPOCHS 0 is an error, not "the preset".
-MINIMUM: dict[str, int] = {
-    "EPOCHS": 1,
-    "SEEDS": 0,
-    "D_CAUSAL": 1,
-    "D_NOISE": 0,
-    "N_LARGE": 1,
-    "N_FIT_REPEATS": 1,
-    "NS": 1,
-    "N_REPEATS": 1,
-    "WIDTH": 1,
-    "N_ANALYZE": 1,
-    "WIDTHS": 1,
-    "EPOCHS_GRID": 1,
-    "MAIN_SEEDS": 0,
-    "JOBS": 1,
-    "DENSE_SEEDS": 0,
-}
+MINIMUM: dict[str, int] = {"EPOCHS": 1, "SEEDS": 0, "JOBS": 1}
 EXAMPLES = {
     "bool": "True",
     "int": "3",
@@ -210,13 +163,23 @@ def _convert(name: str, value, kind: str, allowed=None):
     return out
 
 
-def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None = None, **values) -> SimpleNamespace:
+def parameters(choices: dict[str, tuple] | None = None, *, kinds: dict | None = None, **values) -> SimpleNamespace:
     """Validated notebook parameters. `choices` adds or narrows allowed values, e.g. {"METHODS": METHODS};
-    `notebook` (its file name without .ipynb) applies that notebook's entries of NOTEBOOK_SCHEMA."""
-    schema = {**SCHEMA, **NOTEBOOK_SCHEMA.get(notebook or "", {})}
+    `kinds` declares the notebook's own parameters (or another kind for a shared name): {name: kind} or
+    {name: (kind, smallest value or None[, allowed values])}."""
+    schema, minimum = dict(SCHEMA), dict(MINIMUM)
+    for name, spec in (kinds or {}).items():
+        kind, low, allowed = (spec, None, None) if isinstance(spec, str) else (tuple(spec) + (None, None))[:3]
+        split_kind(kind)
+        schema[name] = (kind, tuple(allowed) if allowed is not None else None)
+        minimum.pop(name, None)
+        if low is not None:
+            minimum[name] = low
     unknown = sorted(set(values) - set(schema)) or sorted(set(choices or {}) - set(schema))
     if unknown:
-        raise ParameterError(f"unknown notebook parameter {unknown[0]}; known: {sorted(schema)}")
+        raise ParameterError(
+            f"unknown notebook parameter {unknown[0]}; known: {sorted(schema)} (declare it with kinds={{...}})"
+        )
     allowed = {name: spec[1] for name, spec in schema.items()}
     allowed.update(choices or {})
     out = {}
@@ -229,10 +192,10 @@ def parameters(choices: dict[str, tuple] | None = None, *, notebook: str | None 
                 what = bad if isinstance(v, list) else repr(v)
                 raise _fail(name, value, kind, f"{what} not among the valid values {list(ok)}", tuple(ok))
         low = [
-            x for x in (v if isinstance(v, list) else [v]) if x is not None and name in MINIMUM and x < MINIMUM[name]
+            x for x in (v if isinstance(v, list) else [v]) if x is not None and name in minimum and x < minimum[name]
         ]
         if low:
-            raise _fail(name, value, kind, f"{low} below the smallest valid value {MINIMUM[name]}", None)
+            raise _fail(name, value, kind, f"{low} below the smallest valid value {minimum[name]}", None)
         out[name] = v
     return SimpleNamespace(**out)
 
