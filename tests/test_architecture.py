@@ -104,3 +104,22 @@ def test_old_paths_are_the_new_modules_with_a_warning(old, new):
 def test_old_cli_path_still_runs():
     r = subprocess.run([sys.executable, "-m", "mtcrl_lite.sweep", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--methods" in r.stdout
+
+
+# Digests of the tuned default-scale runs that notebooks 06, 07 and 10 publish, computed by the code before the
+# package was layered (031ac8e): the move must keep every run folder's name, so that finished runs are reused.
+PUBLISHED = [
+    ("multimnist", "mtl", 0, "d44dc43817"),
+    ("multimnist", "mtcrl", 3, "8a01159d7c"),
+    ("movielens", "stl", 0, "df45850614"),
+    ("movielens", "mtcrl", 3, "2cb3a144ed"),
+    ("multimnist", "upgrad", 0, "8c9b028870"),
+    ("fashionmnist", "mtcrl", 3, "cf9fb66949"),
+]
+
+
+@pytest.mark.parametrize("dataset, method, seed, digest", PUBLISHED)
+def test_published_run_digests_are_unchanged(dataset, method, seed, digest):
+    from mtcrl_lite.run.config import make_config
+
+    assert make_config(dataset, method, seed, "default", {"train.device": "auto"}).digest() == digest
