@@ -16,10 +16,10 @@ runs, controls, sweeps and tables of notebook 02 are in `mtcrl_lite.experiments.
 * `latent_model`: a model of mixed inputs x = L @ M.T seen as a function of the latent vector L.
 
 A "model" is any callable mapping a float tensor (n, *shape) to {task: logits} or to a logits tensor. Masks are
-boolean arrays of the input's per-sample shape, True on spurious features. `experiments.reliance_data.spurious_mask(data, task)`
-gives them for Multi-MNIST (the other digit's half) and Multi-SEM (the other tasks' causal coordinates, in latent
-space; use `latent_model` when the mixing is not the identity).
-"""
+boolean arrays of the input's per-sample shape, True on spurious features.
+`experiments.reliance_data.spurious_mask(data, task)` gives them for Multi-MNIST (the other digit's half) and
+Multi-SEM (the other tasks' causal coordinates, in latent space; use `latent_model` when the mixing is not the
+identity)."""
 
 from __future__ import annotations
 
