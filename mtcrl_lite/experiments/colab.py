@@ -40,7 +40,10 @@ TAG = "colab"  # cell metadata tag of the two cells this module owns
 BOOTSTRAP = """\
 # Colab only: clone mtcrl-lite at this notebook's release and run `make colab` there (installs what Colab lacks at
 # the repository's pins, fetches the data this notebook reads). Anywhere else this cell does nothing (`make venv data`).
-import os, subprocess, sys
+import os
+import subprocess
+import sys
+
 REPO, REV, DATA, CLONE = {repo!r}, {rev!r}, {data!r}, {clone!r}
 if "google.colab" in sys.modules:
     if not os.path.isdir(CLONE):
