@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from mtcrl_lite.analysis.relative import relative_improvement
+from mtcrl_lite.analysis.stats import mde_paired
 from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.paths import results_root
@@ -81,7 +82,8 @@ def per_seed_delta(
 
 
 def paired_summary(deltas: pd.DataFrame) -> pd.DataFrame:
-    """Mean Δ, std over seeds, n, the 95 % t confidence interval, and whether it excludes 0."""
+    """Mean Δ, std over seeds, n, the 95 % t confidence interval, whether it excludes 0, and the minimum
+    detectable effect of n paired seeds at this spread (analysis.stats.mde_paired: α 0.05, power 0.8)."""
     out = []
     for method, g in deltas.groupby("method", sort=False):
         n, mean = len(g), float(g.delta.mean())
@@ -105,6 +107,7 @@ def paired_summary(deltas: pd.DataFrame) -> pd.DataFrame:
                 "ci95_low": mean - half,
                 "ci95_high": mean + half,
                 "verdict": verdict,
+                "mde": mde_paired(std, n),
             }
         )
     if not out:
