@@ -127,6 +127,29 @@ def load_column(dataset: str, root=None) -> tuple[pd.DataFrame | None, bool]:
     return df, bool((names.isin(STAND_INS) | names.str.contains("standin")).any())
 
 
+def load_columns(root=None, record_path=None) -> tuple[dict[str, tuple[pd.DataFrame | None, bool]], str]:
+    """Every main-table column from its notebook's run folders under `root` where they exist, else from the committed
+    run record (results/record/runs.csv; selection best_val only); and a line that says which source each used."""
+    from mtcrl_lite.analysis import record as R
+
+    columns, used = {}, []
+    try:
+        rec = R.read(record_path)
+    except FileNotFoundError:
+        rec = None
+    for name in DATASETS:
+        df, stand_in = load_column(name, root)
+        if df is None and rec is not None and (rec.study == SOURCES[name]).any():
+            df = R.to_tidy(rec[(rec.study == SOURCES[name]) & (rec.variant.fillna("") == "")])
+            stand_in = bool(df.dataset.isin(STAND_INS).any())
+            used.append(f"{name}: record")
+        elif df is not None:
+            used.append(f"{name}: run folders")
+        columns[name] = (df, stand_in)
+    where = "; ".join(used) or "nothing: no run folders and no record"
+    return columns, f"reading {where} (record: {R.RECORD.relative_to(R.REPO_ROOT)}, run folders: {results_root(root)})"
+
+
 def main_table(columns: dict[str, tuple[pd.DataFrame | None, bool]], selection: str = "best_val") -> pd.DataFrame:
     """Rows = methods (paper order), columns = datasets + avg; cell 'ours ± std (n) | paper'.
 
