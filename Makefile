@@ -12,7 +12,7 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
              notebooks/09_main_results.ipynb notebooks/10_beyond_the_paper.ipynb
 PAPERMILL_ARGS ?=
 
-.PHONY: venv data reproduce test tune bench clean lab colab record report
+.PHONY: venv data reproduce test tune bench clean lab colab record report verify
 
 # cffconvert (CITATION.cff's validator) in its own environment: it pins jsonschema<4, jupyter needs >=4.
 .venv-cff/.installed: requirements-cff.txt
@@ -80,6 +80,10 @@ record: venv
 
 report: venv
 	$(BIN)/python -m mtcrl_lite.experiments.claims
+
+# Re-train a sample of recorded runs (seed 0 of MTL and MT-CRL, MovieLens and Multi-MNIST) and print each difference.
+verify: data
+	$(BIN)/python -m mtcrl_lite.experiments.verify
 
 bench: venv
 	$(BIN)/python benchmarks/generator.py

@@ -114,3 +114,25 @@ def test_record_errors_name_the_file_and_the_fix(tmp_path, capsys):
         R.read(tmp_path / "bad.csv")
     assert R.main(["build", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_verify_retrains_a_recorded_run_to_zero_difference_on_this_machine(tmp_path):
+    from mtcrl_lite.experiments.verify import verify
+
+    over = {"train.device": "auto", **SMALL}
+    cfg = make_config("debug", "mtcrl", 0, "default", over)
+    T.run(cfg, tmp_path / "res" / "06_study" / "mtcrl" / f"seed0-{cfg.digest()}", progress=False)
+    record = R.build(tmp_path / "res")
+    lines = []
+    table = verify(record, [("debug", "mtcrl", 0), ("debug", "mtl", 0)], tmp_path / "work", SMALL, log=lines.append)
+    assert list(table.task) == ["left", "right"] and (table.difference == 0).all()
+    assert (table.selected_epoch == table.selected_here).all()
+    assert any(line.startswith("skip debug mtl seed 0") for line in lines)
+
+
+def test_config_json_records_the_processor():
+    info = T.processor("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n")
+    assert info["model"] == "Some CPU" and info["isa"] == ["sse4_2", "avx", "avx2", "fma", "avx512f"]
+    arm = T.processor("processor\t: 0\nFeatures\t: fp asimd sve\nCPU part\t: 0xd0c\n")
+    assert arm["model"] == "0xd0c" and arm["isa"] == ["asimd", "sve"]
+    assert T.provenance()["processor"]["machine"]

@@ -190,6 +190,17 @@ def record_summary(record: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def seed_spread(record: pd.DataFrame) -> str:
+    if record.empty:
+        return "(no runs recorded)"
+    std = record.groupby(["study", "method", "task", "metric"]).test.std(ddof=1).dropna()
+    if std.empty:
+        return "(no method has two seeds yet)"
+    by = std.groupby(level=["study", "metric"]).median()
+    lines = ["| study | metric | seed-to-seed std |", "|---|---|---|"]
+    return "\n".join(lines + [f"| {s} | {m} | {v:.4f} |" for (s, m), v in by.items()])
+
+
 TEMPLATE = (Path(__file__).parent / "results_template.md").read_text
 
 
@@ -198,7 +209,11 @@ def results_md(record: pd.DataFrame) -> str:
     details = "\n\n".join(f"### {c.key}. {c.statement}\n\n**{v.verdict}.** {v.detail}" for c, v in judged)
     revisions = ", ".join(sorted(str(r)[:7] for r in record.git_revision.dropna().unique())) or "none"
     return TEMPLATE().format(
-        claims=claims_table(judged), details=details, summary=record_summary(record), revisions=revisions
+        claims=claims_table(judged),
+        details=details,
+        summary=record_summary(record),
+        revisions=revisions,
+        spread=seed_spread(record),
     )
 
 

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,33 @@ def provenance() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],
+        "processor": processor(),
+    }
+
+
+# instruction sets whose presence changes which CPU kernels torch and numpy run (and so the last bits of a number)
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
+
+
+def processor(cpuinfo: str | None = None) -> dict:
+    """The processor a run ran on: its model name, machine, the ISA flags that select CPU kernels, and torch's
+    own CPU capability. The same config and seed give bit-identical numbers on one machine, not across
+    processors (docs/RESULTS.md: what to expect on other hardware)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {
+        "model": fields.get("model name") or fields.get("CPU part") or platform.processor() or "unknown",
+        "machine": platform.machine(),
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
