@@ -90,9 +90,10 @@ def test_setup_prints_the_data_line_first_and_keeps_one_seed_when_smoke(tmp_path
     lines = []
     run = DB.setup("cityscapes", params(tmp_path, JOBS=2), log=lines.append)
     assert lines[0].startswith("data: SYNTHETIC STAND-IN (scenes) †") and lines[0].endswith("style cityscapes")
-    assert "jobs=2" in lines[1] and str(tmp_path / "results") in lines[1]
-    assert (run.scale, run.seeds, run.jobs, run.mark) == ("smoke", [0], 2, " †")
+    assert "jobs=1" in lines[1] and str(tmp_path / "results") in lines[1]  # smoke: runs in the kernel, one at a time
+    assert (run.scale, run.seeds, run.jobs, run.mark) == ("smoke", [0], 1, " †")
     assert (tmp_path / "results" / "figures").is_dir()
+    assert DB.setup("cityscapes", params(tmp_path, JOBS=2, SMOKE=False), log=lambda *_: None).jobs == 2
 
 
 def test_paired_vs_puts_the_papers_column_first():

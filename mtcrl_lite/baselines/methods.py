@@ -21,9 +21,7 @@ from mtcrl_lite.baselines.aggregators import AGGREGATORS, make_aggregator
 from mtcrl_lite.core import losses as L
 from mtcrl_lite.core import objective as C
 from mtcrl_lite.core.batches import concat, env_index
-from mtcrl_lite.core.hparams import (
-    hp,  # noqa: F401  (hp: the field declaration with a search range, methods.hp as before)
-)
+from mtcrl_lite.core.hparams import COUNT, FRACTION, NONNEG, hp
 from mtcrl_lite.core.objective import MTCRLHParams
 from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.models import distributed as D
@@ -175,7 +173,7 @@ class PCGrad(SurgeryMethod):
 
 @dataclass
 class GradVacHParams:
-    beta: float = hp(0.01, 1e-3, 0.1, "EMA rate of the target cosine similarity (GradVac paper: 1e-2)")
+    beta: float = hp(0.01, 1e-3, 0.1, "EMA rate of the target cosine similarity (GradVac paper: 1e-2)", valid=FRACTION)
 
 
 class GradVac(SurgeryMethod):
@@ -222,13 +220,14 @@ class Aggregated(SurgeryMethod):
 
 @dataclass
 class IRMHParams:
-    lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in")
+    lambda_irm: float = hp(1.0, 1e-1, 1e4, "IRMv1 penalty weight once annealed in", valid=NONNEG)
     anneal_steps: int = hp(
         100,
         0,
         1000,
         "penalty weight is 1 for this many steps, then lambda_irm (range as "
         "MT-CRL's: both datasets train for < 1,500 steps)",
+        valid=NONNEG,
     )
 
 
@@ -263,9 +262,15 @@ class IRM(Method):
 @dataclass
 class VRExHParams:
     lambda_vrex: float = hp(
-        10.0, 1e-1, 1e5, "V-REx penalty weight once annealed in (DomainBed: default 10, range 10^U(-1, 5))"
+        10.0,
+        1e-1,
+        1e5,
+        "V-REx penalty weight once annealed in (DomainBed: default 10, range 10^U(-1, 5))",
+        valid=NONNEG,
     )
-    anneal_steps: int = hp(100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_vrex (range as IRM's)")
+    anneal_steps: int = hp(
+        100, 0, 1000, "penalty weight is 1 for this many steps, then lambda_vrex (range as IRM's)", valid=NONNEG
+    )
 
 
 class VREx(Method):
@@ -299,8 +304,8 @@ class _GradReverse(torch.autograd.Function):
 
 @dataclass
 class DANNHParams:
-    lambda_dann: float = hp(0.1, 1e-2, 1.0, "weight of the environment-adversarial loss")
-    disc_width: int = hp(64, 16, 256, "hidden width of the environment discriminator")
+    lambda_dann: float = hp(0.1, 1e-2, 1.0, "weight of the environment-adversarial loss", valid=NONNEG)
+    disc_width: int = hp(64, 16, 256, "hidden width of the environment discriminator", valid=COUNT)
 
 
 class DANN(Method):

@@ -16,11 +16,17 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+# Validity rules of numeric fields (a value outside is an error before training, naming the --set that fixes it).
+COUNT, NONNEG, POSITIVE, FRACTION, FREE = ">= 1", ">= 0", "> 0", "in [0, 1]", "finite"
 
-def hp(default, lo=None, hi=None, doc: str = "", *, choices=None, kinds=None):
+
+def hp(default, lo=None, hi=None, doc: str = "", *, choices=None, kinds=None, valid=None):
     """A field with its default and its search range: (lo, hi) for numbers (log-uniform if both bounds are > 0 and
     the field is a float, a uniform integer if it is an int), or `choices` for a categorical. Without either the
-    field is documented but not searched."""
+    field is documented but not searched. `valid` is the rule every value must meet (COUNT, NONNEG, POSITIVE,
+    FRACTION or FREE), checked by run.config.validate_config."""
+    if valid not in (None, COUNT, NONNEG, POSITIVE, FRACTION, FREE):
+        raise ValueError(f"hp(): unknown validity rule {valid!r}")
     if choices is not None and (lo is not None or hi is not None):
         raise ValueError("hp(): give a range (lo, hi) or choices, not both")
     if (lo is None) != (hi is None) or (lo is not None and lo > hi):
@@ -30,6 +36,7 @@ def hp(default, lo=None, hi=None, doc: str = "", *, choices=None, kinds=None):
         "doc": doc,
         "choices": None if choices is None else tuple(choices),
         "kinds": None if kinds is None else tuple(kinds),
+        "valid": valid,
     }
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -95,3 +102,8 @@ def ranges(obj, section: str, hints: dict[str, type]) -> list[Range]:
             )
         )
     return out
+
+
+def validity(obj) -> dict[str, str]:
+    """{field name: its validity rule} of a config dataclass's hp() fields that declare one."""
+    return {f.name: f.metadata["valid"] for f in dataclasses.fields(obj) if f.metadata.get("valid")}

@@ -23,7 +23,7 @@ import torch
 
 from . import losses as L
 from .batches import concat, env_index
-from .hparams import hp
+from .hparams import NONNEG, POSITIVE, hp
 from .routing import RoutedModel
 from .tasks import Task
 
@@ -41,19 +41,21 @@ __all__ = [
 
 @dataclass
 class MTCRLHParams:
-    lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec")
+    lambda_dec: float = hp(0.1, 1e-3, 1.0, "weight of the module decorrelation loss L_dec", valid=NONNEG)
     dec_kind: str = hp(
         "corr",
         doc="L_dec: 'corr' (the squared cross-correlation between modules, ours) or "
         "'kernel' (Gaussian-kernel CKA between modules, losses.kernel_dependence; design space, "
         "not searched)",
     )
-    lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)")
-    lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph")
-    lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in")
+    lambda_sps: float = hp(0.01, 1e-4, 0.1, "weight of ||A||_1 in L_graph (sparsity)", valid=NONNEG)
+    lambda_bal: float = hp(0.1, 1e-3, 1.0, "weight of the column-balance entropy in L_graph", valid=NONNEG)
+    lambda_girm: float = hp(1.0, 1e-2, 1e2, "weight of the G-IRM penalty once annealed in", valid=NONNEG)
     girm: str = hp("var", doc="'var' (paper), 'norm' (ours, IRMv1 analogue) or 'none'")
-    anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm")
-    lr_graph: float = hp(1.0, 1.0, 100.0, "learning rate of the routing logits Θ as a multiple of train.lr")
+    anneal_steps: int = hp(100, 0, 1000, "G-IRM weight is 0 for this many steps, then lambda_girm", valid=NONNEG)
+    lr_graph: float = hp(
+        1.0, 1.0, 100.0, "learning rate of the routing logits Θ as a multiple of train.lr", valid=POSITIVE
+    )
     girm_grad: str = hp(
         "exact",
         doc="'exact': dR_t^e/dA by double backward through the heads, the penalty's "

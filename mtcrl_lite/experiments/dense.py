@@ -20,7 +20,7 @@ import pandas as pd
 
 from mtcrl_lite.analysis import tables as report
 from mtcrl_lite.data import cityscapes, nyuv2, scenes, taskonomy
-from mtcrl_lite.experiments.notebook import results_dir, run_overrides
+from mtcrl_lite.experiments.notebook import jobs, results_dir, run_overrides
 from mtcrl_lite.grid import sweep
 from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.rundir import collect
@@ -230,7 +230,7 @@ def setup(name: str, P, log=print) -> DenseRun:
     }
     out = results_dir(P, bench.folder)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    run = DenseRun(bench, dataset, scale, seeds, overrides, out, getattr(P, "JOBS", 1))
+    run = DenseRun(bench, dataset, scale, seeds, overrides, out, jobs(P))
     log(
         f"scale={scale} seeds={seeds} methods={P.METHODS}"
         + (f" jobs={run.jobs}" if hasattr(P, "JOBS") else "")

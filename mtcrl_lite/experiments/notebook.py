@@ -200,6 +200,12 @@ def parameters(choices: dict[str, tuple] | None = None, *, kinds: dict | None = 
     return SimpleNamespace(**out)
 
 
+def jobs(P) -> int:
+    """Runs at a time: P.JOBS (1 without it), but 1 in smoke mode, where a run is so short that starting a process
+    for it (submitit) would cost more than the run. The numbers do not depend on it."""
+    return 1 if getattr(P, "SMOKE", False) else getattr(P, "JOBS", 1)
+
+
 def results_dir(P, folder: str) -> Path:
     """Where a notebook writes: RESULTS_DIR when given, else results/<folder> (results/smoke/<folder> in smoke mode;
     results/ is $MTCRL_RESULTS when set). `folder` "" gives the root the notebooks' folders share."""

@@ -504,7 +504,8 @@ def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
 # stored" / "default" are >= 0; correlations, confounder strengths and probabilities are in [0, 1]; seeds, shifts
 # and years are free. A new numeric field needs a rule here (tests/test_faults.py checks that every field of every
 # dataset and method has one).
-COUNT, NONNEG, POSITIVE, FRACTION, FREE = ">= 1", ">= 0", "> 0", "in [0, 1]", "finite"
+from mtcrl_lite.core.hparams import COUNT, FRACTION, FREE, NONNEG, POSITIVE, validity  # noqa: E402
+
 RANGES: dict[str, str] = {
     "train.epochs": COUNT,
     "train.batch_size": COUNT,
@@ -519,17 +520,6 @@ RANGES: dict[str, str] = {
     "model.n_modules": NONNEG,
     "model.theta_init": FREE,
     "model.decoder_channels": COUNT,
-    "hp.lambda_dec": NONNEG,
-    "hp.lambda_sps": NONNEG,
-    "hp.lambda_bal": NONNEG,
-    "hp.lambda_girm": NONNEG,
-    "hp.lambda_irm": NONNEG,
-    "hp.lambda_vrex": NONNEG,
-    "hp.lambda_dann": NONNEG,
-    "hp.anneal_steps": NONNEG,
-    "hp.lr_graph": POSITIVE,
-    "hp.beta": FRACTION,
-    "hp.disc_width": COUNT,
     "data.n_train_per_env": COUNT,
     "data.n_val": COUNT,
     "data.n_test": COUNT,
@@ -592,8 +582,10 @@ def n_train_envs(cfg: RunConfig) -> int | None:
 
 
 def validate_config(cfg: RunConfig) -> RunConfig:
-    """Raise ValueError naming every numeric field outside its range (RANGES) and the --set that fixes it."""
-    rules = {**RANGES, **RANGES_BY_DATASET.get(cfg.dataset, {})}
+    """Raise ValueError naming every numeric field outside its rule (the `valid` of its hp() field, else RANGES) and
+    the --set that fixes it."""
+    declared = {f"{s}.{n}": rule for s in SECTIONS for n, rule in validity(getattr(cfg, s)).items()}
+    rules = {**RANGES, **declared, **RANGES_BY_DATASET.get(cfg.dataset, {})}
     bad = [] if cfg.seed >= 0 else [f"seed = {cfg.seed} is out of range (must be >= 0); pass --seed 0 or more"]
     for section in SECTIONS:
         obj = getattr(cfg, section)
