@@ -72,3 +72,11 @@ def test_readme_block_is_rewritten_in_place_and_markers_are_required():
     assert new.startswith("intro\n") and new.endswith("rest\n") and "old" not in new and "**replicates**" in new
     with pytest.raises(ValueError, match="markers"):
         C.readme_with_claims("no markers", record)
+
+
+def test_probability_of_improvement_rows_pair_mtcrl_with_each_baseline_by_seed():
+    record = pd.concat([fake_record(0.09, 0.002), fake_record(0.09, 0.002, study="07_movielens", dataset="movielens")])
+    table = C.improvement_table(record)
+    rows = [line for line in table.splitlines() if line.startswith("| MTL")]
+    assert rows == ["| MTL | movielens, multimnist | 1.00 [1.00, 1.00] |"]  # every MT-CRL run beats every MTL run
+    assert "no real column" in C.improvement_table(record.iloc[0:0])

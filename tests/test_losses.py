@@ -82,9 +82,9 @@ def test_girm_var_is_zero_iff_environments_agree():
 def test_env_task_risks_by_hand():
     losses = torch.tensor([[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]])
     env = torch.tensor([0, 0, 1])
-    assert L.env_task_risks(losses, env, 2).tolist() == [[2.0, 20.0], [5.0, 50.0]]
+    assert L.env_means(losses, env, 2).tolist() == [[2.0, 20.0], [5.0, 50.0]]
     with pytest.raises(ValueError, match="every environment"):
-        L.env_task_risks(losses, env, 3)
+        L.env_means(losses, env, 3)
 
 
 def test_penalties_are_differentiable_through_the_graph_logits():
@@ -95,7 +95,7 @@ def test_penalties_are_differentiable_through_the_graph_logits():
     y = torch.randn(6, 2)
     env = torch.tensor([0, 0, 0, 1, 1, 1])
     pred = (copies[env] * z[:, None, :]).sum(-1)  # (B, T): task t reads sum_k A_tk z_k
-    risks = L.env_task_risks((pred - y * torch.tensor([1.0, 2.0])) ** 2, env, 2)
+    risks = L.env_means((pred - y * torch.tensor([1.0, 2.0])) ** 2, env, 2)
     (grads,) = torch.autograd.grad(risks.sum(), copies, create_graph=True)
     for pen in (L.girm_var, L.girm_norm):
         (g,) = torch.autograd.grad(pen(grads), theta, retain_graph=True)

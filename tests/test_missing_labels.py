@@ -69,13 +69,13 @@ def test_env_task_risks_with_labels_mask():
     losses = torch.tensor([[1.0, 10.0], [3.0, 20.0], [5.0, 30.0], [7.0, 40.0]])
     env = torch.tensor([0, 0, 1, 1])
     lab = torch.tensor([[True, False], [True, True], [False, False], [True, True]])
-    r = L.env_task_risks(losses, env, 2, lab)
+    r = L.env_means(losses, env, 2, lab)
     assert r.tolist() == [[2.0, 20.0], [7.0, 40.0]]
     assert L.env_task_counts(lab, env, 2).tolist() == [[2, 1], [1, 1]]
     lab[3, 1] = False
-    assert L.env_task_risks(losses, env, 2, lab)[1, 1].item() == 0.0  # none labelled: 0
+    assert L.env_means(losses, env, 2, lab)[1, 1].item() == 0.0  # none labelled: 0
     full = torch.ones(4, 2, dtype=torch.bool)
-    assert torch.equal(L.env_task_risks(losses, env, 2, full), L.env_task_risks(losses, env, 2))
+    assert torch.equal(L.env_means(losses, env, 2, full), L.env_means(losses, env, 2))
 
 
 def test_girm_var_over_present_environments():

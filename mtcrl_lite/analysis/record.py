@@ -107,7 +107,20 @@ def read(path: Path | None = None) -> pd.DataFrame:
     path = Path(path or RECORD)
     if not path.exists():
         raise FileNotFoundError(f"no run record at {path}; build it with `make record` from finished run folders")
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    text = {
+        "study": str,
+        "variant": str,
+        "dataset": str,
+        "style": str,
+        "method": str,
+        "digest": str,
+        "git_revision": str,
+        "provenance": str,
+        "task": str,
+        "metric": str,
+        "run": str,
+    }
+    table = pd.read_csv(path, dtype=text, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in text})
     missing = [c for c in COLUMNS if c not in table]
     if missing:
         raise CorruptFileError(

@@ -142,7 +142,7 @@ def graph_grads_from_inputs(head_grads: torch.Tensor, z: torch.Tensor, env: torc
     return out.index_add(1, env, per_sample).transpose(0, 1)
 
 
-def env_task_risks(
+def env_means(
     losses: torch.Tensor, env: torch.Tensor, n_envs: int, labelled: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Per-environment task risks R[e, t] = mean of losses[b, t] over the samples b of environment e.
@@ -168,11 +168,11 @@ def env_task_counts(labelled: torch.Tensor, env: torch.Tensor, n_envs: int) -> t
 
 
 def task_env_risks(tasks, outputs: dict, ys: dict, env: torch.Tensor, n_envs: int):
-    """(risks (E, T), present (E, T)): each task's per-environment risk over its labelled samples (env_task_risks of
+    """(risks (E, T), present (E, T)): each task's per-environment risk over its labelled samples (env_means of
     the tasks' per-sample losses) and whether environment e holds any label of task t. tasks: tasks.Task objects."""
     per_sample = torch.stack([t.per_sample_loss(outputs[t.name], ys[t.name]) for t in tasks], 1)
     labelled = torch.stack([t.labelled(ys[t.name]) for t in tasks], 1)  # (B, T)
-    return env_task_risks(per_sample, env, n_envs, labelled), env_task_counts(labelled, env, n_envs) > 0
+    return env_means(per_sample, env, n_envs, labelled), env_task_counts(labelled, env, n_envs) > 0
 
 
 def mean_over_present(risks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -184,7 +184,7 @@ def mean_over_present(risks: torch.Tensor, present: torch.Tensor) -> torch.Tenso
 def vrex_penalty(risks: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
     """V-REx (Krueger et al. 2021; DomainBed's VREx), per task:
     sum_t (1/|E_t|) sum_{e in E_t} (R_t^e - mean_{E_t} R_t)^2, the variance of each task's risk over the environments
-    whose batch holds labels of it (all if present is None). risks: (E, T), as env_task_risks returns; present:
+    whose batch holds labels of it (all if present is None). risks: (E, T), as env_means returns; present:
     optional (E, T) boolean. 0 iff every environment has the same risk (and identically 0 with one environment)."""
     if risks.dim() != 2:
         raise ValueError(f"V-REx expects per-environment task risks of shape (E, T), got {tuple(risks.shape)}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtcrl_lite.analysis import record as R
+from mtcrl_lite.analysis.stats import probability_of_improvement
 from mtcrl_lite.analysis.tables import PAPER, label, paired_summary, per_seed_delta
 from mtcrl_lite.paths import REPO_ROOT
 
@@ -190,6 +191,47 @@ def record_summary(record: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+AGGREGATORS = ("upgrad", "imtl-g", "aligned-mtl", "mgda")
+
+
+def run_scores(record: pd.DataFrame) -> pd.DataFrame:
+    """Per run of the real columns: the mean over tasks of the primary test metric, signed so higher is better."""
+    real = [(s, d) for s, d, stand_in, _ in COLUMNS.values() if not stand_in]
+    rows = pd.concat([record[(record.study == s) & (record.dataset == d) & (record.variant == "")]
+                      for s, d in real]) if real else record.iloc[0:0]  # fmt: skip
+    signed = rows.test.where(rows.higher_is_better.astype(str) == "True", -rows.test)
+    return rows.assign(score=signed).groupby(["dataset", "method", "seed"], as_index=False).score.mean()
+
+
+def improvement_table(record: pd.DataFrame) -> str:
+    """P(MT-CRL > X) over the real columns for X = MTL, STL and the best aggregator (by mean Δ over MTL), with a
+    stratified paired bootstrap interval; a row for each X the record pairs with MT-CRL by seed."""
+    scores = run_scores(record)
+    if scores.empty:
+        return "(no real column in the record yet)"
+    by = {m: {d: g.set_index("seed").score for d, g in s.groupby("dataset")} for m, s in scores.groupby("method")}
+    others = ["mtl", "stl"]
+    aggs = [a for a in AGGREGATORS if a in by and "mtl" in by]
+    if aggs:
+        gain = {a: pd.concat([by[a][d] - by["mtl"][d] for d in by[a] if d in by["mtl"]]).mean() for a in aggs}
+        others.append(max(gain, key=gain.get))
+    lines = ["| X | datasets | P(MT-CRL > X) [95 % bootstrap] |", "|---|---|---|"]
+    for other in [o for o in others if o in by and "mtcrl" in by]:
+        pairs = {}
+        for d in by["mtcrl"]:
+            if d in by[other]:
+                common = by["mtcrl"][d].index.intersection(by[other][d].index)
+                if len(common):
+                    pairs[d] = (by["mtcrl"][d][common].to_numpy(), by[other][d][common].to_numpy())
+        if not pairs:
+            continue
+        p, lo, hi = probability_of_improvement(
+            {d: a for d, (a, _) in pairs.items()}, {d: b for d, (_, b) in pairs.items()}
+        )
+        lines.append(f"| {label(other)} | {', '.join(sorted(pairs))} | {p:.2f} [{lo:.2f}, {hi:.2f}] |")
+    return "\n".join(lines) if len(lines) > 2 else "(no method paired with MT-CRL by seed in the record yet)"
+
+
 def seed_spread(record: pd.DataFrame) -> str:
     if record.empty:
         return "(no runs recorded)"
@@ -214,6 +256,7 @@ def results_md(record: pd.DataFrame) -> str:
         summary=record_summary(record),
         revisions=revisions,
         spread=seed_spread(record),
+        improvement=improvement_table(record),
     )
 
 
