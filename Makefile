@@ -84,6 +84,7 @@ report: venv
 	mkdir -p results/notebooks
 	MTCRL_RESULTS=$(CURDIR)/results/notebooks $(BIN)/papermill --cwd notebooks -k python3 \
 	  notebooks/09_main_results.ipynb results/notebooks/09_main_results.ipynb
+	$(BIN)/python -m mtcrl_lite.experiments.notebook strip-timing results/notebooks/09_main_results.ipynb
 
 # Re-train a sample of recorded runs (seed 0 of MTL and MT-CRL, MovieLens and Multi-MNIST) and print each difference.
 verify: data

@@ -441,3 +441,25 @@ def test_run_overrides_from_device_epochs_and_data_root():
     P = SimpleNamespace(DEVICE="auto", EPOCHS=3, DATA_ROOT=Path("/d"))
     assert run_overrides(P) == {"train.device": "auto", "train.epochs": 3, "data.root": "/d"}
     assert run_overrides(P, data_root=False) == {"train.device": "auto", "train.epochs": 3}
+
+
+def test_strip_timing_keeps_outputs_and_drops_timestamps():
+    from mtcrl_lite.experiments.notebook import strip_timing
+
+    nb = {
+        "metadata": {"papermill": {"duration": 8.8, "start_time": "t0", "end_time": "t1", "version": "2.7.0"}},
+        "cells": [
+            {
+                "metadata": {
+                    "execution": {"iopub.status.busy": "t"},
+                    "papermill": {"duration": 0.1, "status": "completed"},
+                    "tags": ["parameters"],
+                },
+                "outputs": [{"text": "42"}],
+            }
+        ],
+    }
+    out = strip_timing(nb)
+    assert out["metadata"]["papermill"] == {"version": "2.7.0"}
+    assert out["cells"][0]["metadata"] == {"papermill": {"status": "completed"}, "tags": ["parameters"]}
+    assert out["cells"][0]["outputs"] == [{"text": "42"}]

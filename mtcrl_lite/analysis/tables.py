@@ -147,7 +147,9 @@ def load_columns(root=None, record_path=None) -> tuple[dict[str, tuple[pd.DataFr
             used.append(f"{name}: run folders")
         columns[name] = (df, stand_in)
     where = "; ".join(used) or "nothing: no run folders and no record"
-    return columns, f"reading {where} (record: {R.RECORD.relative_to(R.REPO_ROOT)}, run folders: {results_root(root)})"
+    folders = results_root(root).resolve()
+    shown = folders.relative_to(R.REPO_ROOT) if folders.is_relative_to(R.REPO_ROOT) else folders
+    return columns, f"reading {where} (record: {R.RECORD.relative_to(R.REPO_ROOT)}, run folders: {shown})"
 
 
 def main_table(columns: dict[str, tuple[pd.DataFrame | None, bool]], selection: str = "best_val") -> pd.DataFrame:

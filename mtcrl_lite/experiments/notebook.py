@@ -223,3 +223,28 @@ def run_overrides(P, data_root: bool = True) -> dict:
         **({"train.epochs": P.EPOCHS} if P.EPOCHS else {}),
         **({"data.root": str(P.DATA_ROOT)} if data_root and P.DATA_ROOT else {}),
     }
+
+
+TIMING = ("duration", "start_time", "end_time")
+
+
+def strip_timing(nb: dict) -> dict:
+    """An executed notebook without what changes from one execution to the next (papermill's and Jupyter's
+    timestamps and durations), so that a committed executed notebook changes only when its outputs do."""
+    for meta in [nb.get("metadata", {})] + [c.get("metadata", {}) for c in nb.get("cells", [])]:
+        meta.pop("execution", None)
+        for key in TIMING:
+            meta.get("papermill", {}).pop(key, None)
+    return nb
+
+
+if __name__ == "__main__":  # python -m mtcrl_lite.experiments.notebook strip-timing FILE.ipynb ...
+    import json
+    import sys
+
+    if len(sys.argv) < 3 or sys.argv[1] != "strip-timing":
+        sys.exit("usage: python -m mtcrl_lite.experiments.notebook strip-timing FILE.ipynb [...]")
+    for name in sys.argv[2:]:
+        path = Path(name)
+        nb = strip_timing(json.loads(path.read_text()))
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
