@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, float_format="%.6g")
+    table.to_csv(out, index=False)  # full precision: make verify compares bit for bit
     runs = table.run.nunique()
     print(f"{out}: {runs} runs, {len(table)} rows, studies {sorted(table.study.unique())}")
     return 0
