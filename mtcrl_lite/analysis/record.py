@@ -23,7 +23,7 @@ import pandas as pd
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.paths import REPO_ROOT, results_root
 from mtcrl_lite.run.config import BORROWS, TUNED_PATH
-from mtcrl_lite.run.rundir import CorruptFileError, is_finished, read_json, read_jsonl
+from mtcrl_lite.run.rundir import CorruptFileError, final_line, is_finished, read_json
 
 RECORD = REPO_ROOT / "results" / "record" / "runs.csv"
 COLUMNS = [
@@ -44,9 +44,7 @@ def run_rows(run_dir: Path, root: Path, tuned_table: dict | None = None) -> list
     """The record's rows of one finished run folder (its final line and config.json)."""
     run_dir, root = Path(run_dir), Path(root)
     cfg = read_json(run_dir / "config.json")
-    final = read_jsonl(run_dir / "results.jsonl")[-1]
-    if final.get("kind") != "final":
-        raise CorruptFileError(f"{run_dir / 'results.jsonl'}: the last line is not the final line; rerun the run")
+    final = final_line(run_dir)
     rel = run_dir.relative_to(root).parts
     study, method_at = rel[0], rel.index(cfg["method"]) if cfg["method"] in rel else len(rel) - 1
     variant = "/".join(rel[1:method_at])

@@ -140,7 +140,7 @@ def load_columns(root=None, record_path=None) -> tuple[dict[str, tuple[pd.DataFr
     for name in DATASETS:
         df, stand_in = load_column(name, root)
         if df is None and rec is not None and (rec.study == SOURCES[name]).any():
-            df = R.to_tidy(rec[(rec.study == SOURCES[name]) & (rec.variant == "")])
+            df = R.column(rec, SOURCES[name])
             stand_in = bool(df.dataset.isin(STAND_INS).any())
             used.append(f"{name}: record")
         elif df is not None:

@@ -54,7 +54,7 @@ def fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.2f}"
 
 
-def compare(record: pd.DataFrame, column: str, method: str, baseline: str = "mtl", paper: float | None = None):
+def compare(record: pd.DataFrame, column: str, method: str, baseline: str = "mtl"):
     """(summary row of `method` − `baseline` in a paper column, or None) from the record."""
     study, dataset, _, _ = COLUMNS[column]
     runs = R.column(record, study, dataset=dataset)
@@ -248,8 +248,8 @@ def seed_spread(record: pd.DataFrame) -> str:
 TEMPLATE = (Path(__file__).parent / "results_template.md").read_text
 
 
-def results_md(record: pd.DataFrame) -> str:
-    judged = judge_all(record)
+def results_md(record: pd.DataFrame, judged=None) -> str:
+    judged = judged or judge_all(record)
     details = "\n\n".join(f"### {c.key}. {c.statement}\n\n**{v.verdict}.** {v.detail}" for c, v in judged)
     revisions = ", ".join(sorted(str(r)[:7] for r in record.git_revision.dropna().unique())) or "none"
     return TEMPLATE().format(
@@ -271,10 +271,10 @@ def verdict_paragraph(judged, record: pd.DataFrame) -> str:
     return text + (" " + "; ".join(decided) + "." if decided else "")
 
 
-def readme_with_claims(readme: str, record: pd.DataFrame) -> str:
+def readme_with_claims(readme: str, record: pd.DataFrame, judged=None) -> str:
     if BEGIN not in readme or END not in readme:
         raise ValueError(f"README.md lacks the markers {BEGIN} ... {END} around its claims table")
-    judged = judge_all(record)
+    judged = judged or judge_all(record)
     table = verdict_paragraph(judged, record) + "\n\n" + claims_table(judged)
     return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda m: f"{BEGIN}\n{table}\n{END}", readme, flags=re.S)
 
@@ -285,7 +285,8 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 if docs/RESULTS.md or README.md would change")
     args = p.parse_args(argv)
     record = R.read(args.record)
-    new = {RESULTS_MD: results_md(record), README: readme_with_claims(README.read_text(), record)}
+    judged = judge_all(record)
+    new = {RESULTS_MD: results_md(record, judged), README: readme_with_claims(README.read_text(), record, judged)}
     stale = [path for path, text in new.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:

@@ -21,7 +21,7 @@ import pandas as pd
 from mtcrl_lite.analysis import record as R
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import make_config
-from mtcrl_lite.run.rundir import read_jsonl
+from mtcrl_lite.run.rundir import final_line
 
 DEFAULT_SAMPLE = [
     ("movielens", "mtl", 0),
@@ -43,7 +43,7 @@ def verify(record: pd.DataFrame, sample, workdir: Path, overrides=None, log=prin
             log(f"skip {dataset} {method} seed {seed}: no recorded run with digest {cfg.digest()}")
             continue
         log(f"re-training {dataset} {method} seed {seed} ({cfg.digest()}) ...")
-        final = read_jsonl(T.run(cfg, Path(workdir) / cfg.digest(), progress=False) / "results.jsonl")[-1]
+        final = final_line(T.run(cfg, Path(workdir) / cfg.digest(), progress=False))
         spread = record[(record.dataset == dataset) & (record.method == method)].groupby("task").test.std(ddof=1)
         for r in rec.drop_duplicates("task").itertuples():
             new = final["metrics"]["test"][r.task][r.metric]
