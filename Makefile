@@ -12,12 +12,18 @@ NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spuri
              notebooks/09_main_results.ipynb notebooks/10_beyond_the_paper.ipynb
 PAPERMILL_ARGS ?=
 
-.PHONY: venv data reproduce test tune bench clean lab colab record report verify
+.PHONY: venv data reproduce test tune bench clean lab colab record report verify book browser
 
 # cffconvert (CITATION.cff's validator) in its own environment: it pins jsonschema<4, jupyter needs >=4.
 .venv-cff/.installed: requirements-cff.txt
 	test -x .venv-cff/bin/python || $(PYTHON) -m venv .venv-cff
 	.venv-cff/bin/python -m pip install -q --no-deps -r requirements-cff.txt
+	touch $@
+
+# Jupyter Book in its own environment too (requirements-book.txt): `make book` builds the offline HTML report.
+.venv-book/.installed: requirements-book.txt
+	test -x .venv-book/bin/python || $(PYTHON) -m venv .venv-book
+	.venv-book/bin/python -m pip install -q --no-deps -r requirements-book.txt
 	touch $@
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
@@ -38,9 +44,9 @@ reproduce: data
 	  $(BIN)/papermill --cwd notebooks $$nb results/$$(basename $$nb) $(PAPERMILL_ARGS); \
 	done
 
-test: data .venv-cff/.installed
+test: data .venv-cff/.installed book browser
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-	MTCRL_CFFCONVERT=.venv-cff/bin/cffconvert MTCRL_SMOKE=1 $(BIN)/python -m pytest -q -n 2 tests
+	MTCRL_BOOK_TEST=1 MTCRL_CFFCONVERT=.venv-cff/bin/cffconvert MTCRL_SMOKE=1 $(BIN)/python -m pytest -q -n 2 tests
 	MTCRL_SMOKE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile notebooks --nbval-lax --nbval-current-env
 
 # The equal-budget search of the fidelity issue (docs/DECISIONS.md, "Search protocol"); not part of `reproduce`.
@@ -85,6 +91,17 @@ report: venv
 	MTCRL_RESULTS=$(CURDIR)/results/notebooks $(BIN)/papermill --cwd notebooks -k python3 \
 	  notebooks/09_main_results.ipynb results/notebooks/09_main_results.ipynb
 	$(BIN)/python -m mtcrl_lite.experiments.notebook strip-timing results/notebooks/09_main_results.ipynb
+
+# The offline static HTML report (results/book/_build/html/index.html): docs/RESULTS.md, the executed notebooks of the
+# record (results/notebooks/) and the other docs, in book/_toc.yml's order. Executes nothing; takes seconds.
+book: .venv-book/.installed
+	.venv-book/bin/jupyter-book build . --config book/_config.yml --toc book/_toc.yml --path-output results/book -q
+	@echo "open results/book/_build/html/index.html"
+
+# The browser of the book's test (tests/test_book.py, Playwright): the system Chromium, from Debian if it is missing.
+browser:
+	@test -x "$$MTCRL_CHROMIUM" || command -v chromium >/dev/null || (apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium) \
+	  || (echo "error: no chromium; install it (Debian: apt-get install chromium) or set MTCRL_CHROMIUM" >&2; exit 1)
 
 # Re-train a sample of recorded runs (seed 0 of MTL and MT-CRL, MovieLens and Multi-MNIST) and print each difference.
 verify: data

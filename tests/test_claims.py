@@ -96,3 +96,12 @@ def test_main_table_columns_come_from_the_record_where_no_run_folders_exist(tmp_
     assert columns["Taskonomy"] == (None, False)
     summary = tables.paired_summary(tables.per_seed_delta(df))
     assert summary.loc["mtcrl", "mean"] == pytest.approx(9.0, abs=0.5)  # the hand-made +9 %
+
+
+def test_the_figure_holds_each_real_comparison_and_no_stand_in():
+    record = pd.concat([fake_record(0.09, 0.002), fake_record(0.09, 0.002, study="03_taskonomy", dataset="scenes")])
+    table = C.figure_table(C.judge_all(record))
+    assert list(table.claim) == ["MM"]  # the stand-in † decides nothing, so it is not drawn
+    row = table.iloc[0]
+    assert row.ci95_low < row["mean"] < row.ci95_high and row.n == 5 and row.paper == 8.1
+    assert row["mean"] == pytest.approx(9.0, abs=0.5) and row.verdict == "replicates"

@@ -113,6 +113,31 @@ def paired_deltas(deltas: pd.DataFrame, summary: pd.DataFrame, title: str = "", 
     return fig
 
 
+VERDICT_COLOURS = {"replicates": "C2", "partially": "C8", "does not replicate": "C3", "undecided": "C7"}
+
+
+def claims_forest(table: pd.DataFrame):
+    """The claims figure: one row per paired comparison (`experiments.claims.figure_table`): the mean Δ and its 95 %
+    interval coloured by verdict, the paper's value (×), and the band ±MDE around 0 that the seeds cannot resolve."""
+    fig, ax = plt.subplots(figsize=(8, 0.5 * max(len(table), 1) + 1.3))
+    for i, r in enumerate(table.itertuples()):
+        colour = VERDICT_COLOURS.get(r.verdict, "k")
+        ax.fill_betweenx([i - 0.3, i + 0.3], -r.mde, r.mde, color="0.9", lw=0)
+        ax.plot([r.ci95_low, r.ci95_high], [i, i], "-", color=colour, lw=2.5)
+        ax.plot([r.mean], [i], "o", color=colour, label=r.verdict)
+        ax.plot([r.paper], [i], "x", color="k", ms=8, mew=2, label="paper")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(table)), [f"{r.claim}: {r.comparison} (n = {r.n})" for r in table.itertuples()])
+    ax.invert_yaxis()
+    handles = dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+    ax.legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
+    ax.set_xlabel(
+        "paired Δ (%) with its 95 % interval; ×: the paper's value\ngrey: ±MDE, what these seeds cannot resolve"
+    )
+    fig.tight_layout()
+    return fig
+
+
 def similarity_heatmap(s: np.ndarray, names: list[str], order=None, title: str = ""):
     """A task x task similarity matrix, rows and columns in `order` (e.g. interpret.spectral_order)."""
     order = np.arange(len(names)) if order is None else np.asarray(order)

@@ -16,18 +16,21 @@ import argparse
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from mtcrl_lite.analysis import record as R
+from mtcrl_lite.analysis.plots import claims_forest
 from mtcrl_lite.analysis.stats import probability_of_improvement
 from mtcrl_lite.analysis.tables import DATASETS, PAPER, SOURCES, STAND_INS, label, paired_summary, per_seed_delta
 from mtcrl_lite.paths import REPO_ROOT
 
 RESULTS_MD = REPO_ROOT / "docs" / "RESULTS.md"
 README = REPO_ROOT / "README.md"
+FIGURE = REPO_ROOT / "docs" / "figures" / "claims.png"  # made from FIGURE_CSV, which the drift test compares
+FIGURE_CSV = FIGURE.with_suffix(".csv")
 BEGIN, END = "<!-- claims:begin (make report) -->", "<!-- claims:end -->"
 # paper column -> (study folder of the record, registry dataset, stand-in †, index into analysis.tables.PAPER's rows),
 # read off the main table's own catalogue (tables.DATASETS and SOURCES); the dense columns are stand-ins here
@@ -40,6 +43,7 @@ class Verdict:
     verdict: str
     number: str  # the key number with its interval, or "—"
     detail: str  # a paragraph of Markdown for docs/RESULTS.md
+    deltas: list = field(default_factory=list)  # the paired comparisons behind it (rows of the claims figure)
 
 
 @dataclass
@@ -64,7 +68,7 @@ def compare(record: pd.DataFrame, column: str, method: str, baseline: str = "mtl
     return table.loc[method] if method in table.index else None
 
 
-def judge_delta(row, paper: float, what: str) -> Verdict:
+def judge_delta(row, paper: float, what: str, short: str = "") -> Verdict:
     if row is None:
         return Verdict("not in the record yet", "—", f"{what}: its runs are not in the record; run its notebook.")
     lo, hi, mde, n = row.ci95_low, row.ci95_high, row.mde, int(row.n)
@@ -85,7 +89,9 @@ def judge_delta(row, paper: float, what: str) -> Verdict:
     )
     if verdict == "does not replicate" and lo <= 0 <= hi:
         detail += f" No difference larger than {abs(mde):.2f} %."
-    return Verdict(verdict, number, detail)
+    delta = {"comparison": short or what, "mean": row["mean"], "ci95_low": lo, "ci95_high": hi, "mde": abs(mde), "n": n,
+             "paper": paper, "verdict": verdict}  # fmt: skip
+    return Verdict(verdict, number, detail, [delta])
 
 
 def beats_mtl(column: str):
@@ -93,17 +99,23 @@ def beats_mtl(column: str):
 
     def judge(record):
         row = compare(record, column, "mtcrl")
-        v = judge_delta(row, PAPER["mtcrl"][i], f"MT-CRL (G-IRM Var) over MTL on {column}{' †' if stand_in else ''}")
+        v = judge_delta(
+            row,
+            PAPER["mtcrl"][i],
+            f"MT-CRL (G-IRM Var) over MTL on {column}{' †' if stand_in else ''}",
+            f"MT-CRL − MTL, {column}",
+        )
         if stand_in:
             extra = " The real dataset cannot be had here; this is its synthetic stand-in (†), not the dataset."
-            return Verdict("cannot be tested here", v.number + (" †" if v.number != "—" else ""), v.detail + extra)
+            number = v.number + (" †" if v.number != "—" else "")
+            return Verdict("cannot be tested here", number, v.detail + extra, [])  # a stand-in is not in the figure
         return v
 
     return judge
 
 
 def girm_order(record) -> Verdict:
-    parts, verdicts, numbers = [], [], []
+    parts, verdicts, numbers, deltas = [], [], [], []
     short = {"mtcrl": "Var", "mtcrl-norm": "Norm", "mtcrl-nogirm": "none"}
     for column in ("Multi-MNIST", "MovieLens"):
         for better, worse in (("mtcrl", "mtcrl-norm"), ("mtcrl-norm", "mtcrl-nogirm")):
@@ -111,15 +123,19 @@ def girm_order(record) -> Verdict:
             if row is None:
                 continue
             i = COLUMNS[column][3]
-            v = judge_delta(row, PAPER[better][i] - PAPER[worse][i], f"{label(better)} over {label(worse)}, {column}")
+            pair = f"G-IRM {short[better]} − {short[worse]}, {column}"
+            v = judge_delta(
+                row, PAPER[better][i] - PAPER[worse][i], f"{label(better)} over {label(worse)}, {column}", pair
+            )
             parts.append(v.detail)
             verdicts.append(v.verdict)
+            deltas += v.deltas
             numbers.append(f"{column} {short[better]} − {short[worse]}: {v.number.split(', MDE')[0]} ({v.verdict})")
     if not verdicts:
         return Verdict("not in the record yet", "—", "G-IRM Var > Norm > none: its runs are not in the record yet.")
     verdict = "replicates" if set(verdicts) == {"replicates"} else "partially" if "replicates" in verdicts else None
     verdict = verdict or ("does not replicate" if "does not replicate" in verdicts else "undecided")
-    return Verdict(verdict, "; ".join(numbers), " ".join(parts))
+    return Verdict(verdict, "; ".join(numbers), " ".join(parts), deltas)
 
 
 def routing_drops(record) -> Verdict:
@@ -175,6 +191,17 @@ CLAIMS = [
 
 def judge_all(record: pd.DataFrame) -> list[tuple[Claim, Verdict]]:
     return [(c, c.judge(record)) for c in CLAIMS]
+
+
+def figure_table(judged) -> pd.DataFrame:
+    """Every paired comparison behind a verdict (real columns only), one row each: the claims figure's data."""
+    rows = [{"claim": c.key, **d} for c, v in judged for d in v.deltas]
+    cols = ["claim", "comparison", "mean", "ci95_low", "ci95_high", "mde", "n", "paper", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def figure_csv(judged) -> str:
+    return figure_table(judged).to_csv(index=False, float_format="%.6g")
 
 
 def claims_table(judged) -> str:
@@ -282,12 +309,22 @@ def readme_with_claims(readme: str, record: pd.DataFrame, judged=None) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtcrl_lite.experiments.claims", description=__doc__.split("\n\n")[0])
     p.add_argument("--record", default=str(R.RECORD))
-    p.add_argument("--check", action="store_true", help="exit 1 if docs/RESULTS.md or README.md would change")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 if RESULTS.md, README.md or the figure's data would change"
+    )
     args = p.parse_args(argv)
     record = R.read(args.record)
     judged = judge_all(record)
-    new = {RESULTS_MD: results_md(record, judged), README: readme_with_claims(README.read_text(), record, judged)}
+    new = {
+        RESULTS_MD: results_md(record, judged),
+        README: readme_with_claims(README.read_text(), record, judged),
+        FIGURE_CSV: figure_csv(judged),
+    }
     stale = [path for path, text in new.items() if not path.exists() or path.read_text() != text]
+    if not args.check and (stale or not FIGURE.exists()):
+        FIGURE.parent.mkdir(parents=True, exist_ok=True)
+        claims_forest(figure_table(judged)).savefig(FIGURE, dpi=110, metadata={"Software": None})
+        print(f"wrote {FIGURE}")
     if args.check:
         for path in stale:
             print(f"stale: {path} (run make report)", file=sys.stderr)
