@@ -62,7 +62,9 @@ def test_stand_in_columns_never_replicate_and_missing_runs_say_so():
     assert v.verdict == "cannot be tested here" and v.number.endswith("†") and "stand-in" in v.detail
     empty = fake_record(0.09, 0.002).iloc[0:0]
     assert C.beats_mtl("Multi-MNIST")(empty).verdict == "not in the record yet"
-    assert {v.verdict for _, v in C.judge_all(empty)} <= {"not in the record yet", "cannot be tested here"}
+    judged = {c.key: v.verdict for c, v in C.judge_all(empty)}
+    assert judged.pop("P1") == "replicates"  # a computation, not runs: it needs no record
+    assert set(judged.values()) <= {"not in the record yet", "cannot be tested here"}
 
 
 def test_readme_block_is_rewritten_in_place_and_markers_are_required():
@@ -105,3 +107,36 @@ def test_the_figure_holds_each_real_comparison_and_no_stand_in():
     row = table.iloc[0]
     assert row.ci95_low < row["mean"] < row.ci95_high and row.n == 5 and row.paper == 8.1
     assert row["mean"] == pytest.approx(9.0, abs=0.5) and row.verdict == "replicates"
+
+
+def reliance_record(gap: float, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Notebook 02's correlated condition on both datasets: STL ρ_spur 0.2, MTL's 0.2 + gap, with seed noise."""
+    rng = np.random.default_rng(1)
+    frames = []
+    for ds in ("multisem", "multimnist"):
+        part = fake_record(0.0, 0.0, seeds, study="02_synthetic_spurious", dataset=ds)
+        part = part[part.method == "mtl"]
+        stl = part.assign(method="stl", rho_spur=0.2 + rng.normal(0, 0.002, len(part)))
+        frames += [
+            stl,
+            part.assign(rho_spur=0.2 + gap + rng.normal(0, 0.002, len(part))),
+        ]
+    return pd.concat(frames).assign(variant=lambda d: d.dataset + "/correlated")
+
+
+@pytest.mark.parametrize("gap, verdict", [(0.15, "replicates"), (0.02, "partially"), (-0.05, "does not replicate")])
+def test_table1_verdict_reads_the_paired_rho_gap_of_both_datasets(gap, verdict):
+    v = C.spurious_reliance(reliance_record(gap))
+    assert v.verdict == verdict, v.detail
+    assert v.number.startswith(f"multisem: {gap:+.2f} [") and "multimnist" in v.number and "%" not in v.number
+    assert (
+        C.spurious_reliance(reliance_record(gap).assign(variant="multisem/control")).verdict == "not in the record yet"
+    )
+
+
+def test_proposition1_is_checked_by_computation_and_is_zero_only_without_confounder():
+    v = C.proposition1(None)
+    weights = C.bayes_weights()
+    assert v.verdict == "replicates" and weights.loc[0.5].abs().max() < 1e-6
+    assert weights.bayes.tolist() == pytest.approx([2 * 1.5 * (2 * m - 1) ** 2 for m in weights.index])
+    assert (weights.linear.drop(index=0.5) < weights.bayes.drop(index=0.5)).all()  # g saturates: a smaller weight

@@ -2,6 +2,7 @@
 hand-computed examples and published sample sizes, and the record giving the same tables as the run folders."""
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from mtcrl_lite.analysis.stats import mde_paired, power_paired, probability_of_i
 from mtcrl_lite.analysis.tables import paired_summary, per_seed_delta
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import make_config
-from mtcrl_lite.run.rundir import CorruptFileError, collect
+from mtcrl_lite.run.rundir import CorruptFileError, collect, final_line
 
 # ---- minimum detectable effect -------------------------------------------------------------------------------------
 
@@ -94,6 +95,22 @@ def test_record_rows_hold_the_final_lines_numbers(runs):
         assert one.loc[task, "val"] == best[("val", task)] and one.loc[task, "test"] == best[("test", task)]
     assert one.A_min.le(one.A_max).all() and table[table.method == "mtl"].A_mean.isna().all()
     assert set(table.provenance) == {"defaults"} and set(table.study) == {"06_study"}
+
+
+def test_record_reads_the_largest_cached_reliance_analysis_of_the_shifted_split(runs, tmp_path):
+    root, dirs = runs
+    run = tmp_path / "02_study" / "multisem" / "correlated" / "mtl" / "seed0"
+    shutil.copytree(dirs[0], run)
+    tasks = list(final_line(run)["primary"])
+    for n, rho in ((200, 0.9), (1000, 0.25)):  # the larger sample wins, whatever the file order
+        rows = [{"task": t, "set": s, "rho_spur": rho + i / 100 + (s == "iid"), "flip_rate": rho / 2}
+                for i, t in enumerate(tasks) for s in ("shifted", "iid")]  # fmt: skip
+        pd.DataFrame(rows).to_csv(run / f"spurious_logit_n{n}_s0.csv", index=False)
+    table = R.build(tmp_path).set_index("task")
+    assert table.variant.unique().tolist() == ["multisem/correlated"]
+    assert table.rho_spur.tolist() == pytest.approx([0.25 + i / 100 for i in range(len(tasks))])
+    assert table.flip_rate.tolist() == pytest.approx([0.125] * len(tasks))
+    assert R.build(root).rho_spur.isna().all()  # runs that were never analysed
 
 
 def test_record_gives_the_same_paired_deltas_as_the_run_folders(runs, tmp_path):

@@ -6,7 +6,9 @@ A row holds where the run lives (`run`: its folder under the results root; `stud
 data_seed, epochs, digest, git_revision, provenance: "tuned" from tuning/tuned.json for this dataset, "borrowed" from
 the dataset it borrows from, or "defaults"), what model selection chose (selected_epoch, on the shifted validation
 split) and the task's primary metric there on validation and test, and the mechanism where measured: the task's row
-of the routing graph A at the end (A_mean, A_min, A_max). Build it with `make record` (python -m
+of the routing graph A at the end (A_mean, A_min, A_max) and, where the run was analysed (notebooks 01 and 02 cache
+`spurious_logit_n<N>_s0.csv` in the run folder), ρ_spur and the counterfactual flip rate of the task on the shifted
+validation split (rho_spur, flip_rate; the largest N analysed). Build it with `make record` (python -m
 mtcrl_lite.analysis.record build RESULTS_ROOT); `to_tidy` turns it back into the tidy table of `run.rundir.collect`
 (selection best_val, primary metrics), so that the functions of analysis.tables work on either.
 """
@@ -29,7 +31,7 @@ RECORD = REPO_ROOT / "results" / "record" / "runs.csv"
 COLUMNS = [
     "study", "variant", "dataset", "style", "method", "seed", "data_seed", "epochs", "digest", "git_revision",
     "provenance", "selected_epoch", "task", "metric", "higher_is_better", "val", "test", "A_mean", "A_min", "A_max",
-    "run",
+    "rho_spur", "flip_rate", "run",
 ]  # fmt: skip
 
 
@@ -38,6 +40,16 @@ def _provenance(cfg: dict, tuned_table: dict) -> str:
         return "defaults"
     own = (tuned_table.get(cfg["dataset"]) or {}).get(cfg["method"])
     return "tuned" if own or cfg["dataset"] not in BORROWS else "borrowed"
+
+
+def reliance(run_dir: Path) -> pd.DataFrame:
+    """ρ_spur and the flip rate per task on the shifted split, from the run's cached analysis with the largest sample
+    (experiments.reliance_study.analyze_runs writes it); empty when the run was not analysed."""
+    cached = sorted(Path(run_dir).glob("spurious_logit_n*_s0.csv"), key=lambda f: int(f.stem.split("_n")[1][:-3]))
+    if not cached:
+        return pd.DataFrame(columns=["rho_spur", "flip_rate"])
+    table = pd.read_csv(cached[-1])
+    return table[table["set"] == "shifted"].set_index("task")[["rho_spur", "flip_rate"]]
 
 
 def run_rows(run_dir: Path, root: Path, tuned_table: dict | None = None) -> list[dict]:
@@ -50,6 +62,7 @@ def run_rows(run_dir: Path, root: Path, tuned_table: dict | None = None) -> list
     variant = "/".join(rel[1:method_at])
     tasks = list(final["primary"])
     graph = np.asarray(final["A"], float) if final.get("A") is not None else None
+    measured = reliance(run_dir)
     rows = []
     for i, task in enumerate(tasks):
         metric = final["primary"][task]
@@ -76,6 +89,8 @@ def run_rows(run_dir: Path, root: Path, tuned_table: dict | None = None) -> list
                 "A_mean": float(a.mean()),
                 "A_min": float(a.min()),
                 "A_max": float(a.max()),
+                "rho_spur": measured.rho_spur.get(task, np.nan),
+                "flip_rate": measured.flip_rate.get(task, np.nan),
                 "run": "/".join(rel),
             }
         )

@@ -13,6 +13,7 @@ paper's; or the opposite sign), "undecided" (the MDE is larger than the paper's 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 import sys
@@ -25,6 +26,7 @@ from mtcrl_lite.analysis import record as R
 from mtcrl_lite.analysis.plots import claims_forest
 from mtcrl_lite.analysis.stats import probability_of_improvement
 from mtcrl_lite.analysis.tables import DATASETS, PAPER, SOURCES, STAND_INS, label, paired_summary, per_seed_delta
+from mtcrl_lite.experiments.reliance_study import PAPER_TABLE1
 from mtcrl_lite.paths import REPO_ROOT
 
 RESULTS_MD = REPO_ROOT / "docs" / "RESULTS.md"
@@ -68,11 +70,11 @@ def compare(record: pd.DataFrame, column: str, method: str, baseline: str = "mtl
     return table.loc[method] if method in table.index else None
 
 
-def judge_delta(row, paper: float, what: str, short: str = "") -> Verdict:
+def judge_delta(row, paper: float, what: str, short: str = "", unit: str = " %") -> Verdict:
     if row is None:
         return Verdict("not in the record yet", "—", f"{what}: its runs are not in the record; run its notebook.")
     lo, hi, mde, n = row.ci95_low, row.ci95_high, row.mde, int(row.n)
-    number = f"{fmt(row['mean'])} % [{fmt(lo)}, {fmt(hi)}], MDE {abs(mde):.2f}, n = {n}"
+    number = f"{fmt(row['mean'])}{unit} [{fmt(lo)}, {fmt(hi)}], MDE {abs(mde):.2f}, n = {n}"
     if n < 2:
         verdict = "undecided"
     elif lo > 0:
@@ -85,10 +87,10 @@ def judge_delta(row, paper: float, what: str, short: str = "") -> Verdict:
         verdict = "undecided"
     detail = (
         f"{what}: Δ = {number} (paired by seed, 95 % t interval; MDE = the smallest true Δ these seeds detect with "
-        f"power 0.8). The paper reports {paper:+.1f} %."
+        f"power 0.8). The paper reports {paper:+.{1 if unit else 3}f}{unit}."
     )
     if verdict == "does not replicate" and lo <= 0 <= hi:
-        detail += f" No difference larger than {abs(mde):.2f} %."
+        detail += f" No difference larger than {abs(mde):.2f}{unit}."
     delta = {"comparison": short or what, "mean": row["mean"], "ci95_low": lo, "ci95_high": hi, "mde": abs(mde), "n": n,
              "paper": paper, "verdict": verdict}  # fmt: skip
     return Verdict(verdict, number, detail, [delta])
@@ -133,9 +135,68 @@ def girm_order(record) -> Verdict:
             numbers.append(f"{column} {short[better]} − {short[worse]}: {v.number.split(', MDE')[0]} ({v.verdict})")
     if not verdicts:
         return Verdict("not in the record yet", "—", "G-IRM Var > Norm > none: its runs are not in the record yet.")
-    verdict = "replicates" if set(verdicts) == {"replicates"} else "partially" if "replicates" in verdicts else None
-    verdict = verdict or ("does not replicate" if "does not replicate" in verdicts else "undecided")
-    return Verdict(verdict, "; ".join(numbers), " ".join(parts), deltas)
+    return Verdict(combined(verdicts), "; ".join(numbers), " ".join(parts), deltas)
+
+
+def combined(verdicts: list[str]) -> str:
+    """One verdict from the verdicts of a claim's parts: all replicate, some do (or partially), else the worst."""
+    if set(verdicts) == {"replicates"}:
+        return "replicates"
+    if {"replicates", "partially"} & set(verdicts):
+        return "partially"
+    return "does not replicate" if "does not replicate" in verdicts else "undecided"
+
+
+def spurious_reliance(record) -> Verdict:
+    """Table 1: ρ_spur of MTL − STL on the shifted validation split, paired by seed (mean over tasks), per dataset of
+    notebook 02's correlated condition; the paper's gap is its Table 1's."""
+    parts, verdicts, numbers = [], [], []
+    for ds in ("multisem", "multimnist"):
+        runs = record[(record.study == "02_synthetic_spurious") & (record.variant == f"{ds}/correlated")]
+        per_seed = runs.groupby(["method", "seed"]).rho_spur.mean().unstack("method")
+        if not {"stl", "mtl"} <= set(per_seed.columns):
+            continue
+        gap = (per_seed.mtl - per_seed.stl).dropna()
+        row = paired_summary(pd.DataFrame({"method": "mtl", "seed": gap.index, "delta": gap.to_numpy()})).loc["mtl"]
+        paper = PAPER_TABLE1[(ds, "mtl")]["rho_spur"] - PAPER_TABLE1[(ds, "stl")]["rho_spur"]
+        v = judge_delta(row, paper, f"ρ_spur of MTL − STL on {ds}, shifted validation", unit="")
+        parts.append(v.detail)
+        verdicts.append(v.verdict)
+        numbers.append(f"{ds}: {v.number.split(', MDE')[0]} ({v.verdict})")
+    if not verdicts:
+        return Verdict(
+            "not in the record yet", "—", "Table 1 (ρ_spur of STL and MTL): run notebook 02 and make record."
+        )
+    return Verdict(combined(verdicts), "; ".join(numbers), " ".join(parts))
+
+
+@functools.cache
+def bayes_weights(mu: float = 1.5, strengths=(0.5, 0.6, 0.7, 0.9)) -> pd.DataFrame:
+    from mtcrl_lite.analysis import theory
+
+    return pd.DataFrame(
+        {
+            "bayes": [theory.bayes_slope_other(m, mu) for m in strengths],
+            "linear": [theory.population_logistic(m, mu)[0][1] for m in strengths],
+        },
+        index=pd.Index(strengths, name="m_C"),
+    )
+
+
+def proposition1(record) -> Verdict:
+    """Part (i) of Proposition 1 is a statement about a distribution: checked by computation (closed form and
+    quadrature, analysis.theory), not by runs; parts (ii) and (iii) are notebook 01's."""
+    w = bayes_weights()
+    holds = bool(w.loc[0.5].abs().max() < 1e-6 and (w.drop(index=0.5) > 0).all().all())
+    at = {col: "/".join(f"{round(v, 2) + 0.0:.2f}" for v in w[col]) for col in w}
+    number = f"weight on Z2 at m_C = {'/'.join(f'{m:g}' for m in w.index)}: Bayes {at['bayes']}, linear {at['linear']}"
+    detail = (
+        f"Weight of the Bayes classifier of Y1 on the other task's factor Z2 (closed form 2μ(2m_C − 1)²) and of the "
+        f"best linear classifier (quadrature), μ = 1.5: {number}. Zero exactly at m_C = 0.5, positive for every "
+        f"m_C > 0.5, as the proposition says. Computed by `make report` from `mtcrl_lite.analysis.theory`, not from "
+        f"runs; notebook 01 adds the finite-sample part (ii) and the shared-encoder part (iii)."
+    )
+    return Verdict("replicates" if holds else "does not replicate", number, detail)
 
 
 def routing_drops(record) -> Verdict:
@@ -172,9 +233,9 @@ def not_recorded(what: str, notebook: str):
 
 CLAIMS = [
     Claim("P1", "Proposition 1: with a label confounder the Bayes predictor uses the other task's factor",
-          "01_theory_proposition1", not_recorded("Proposition 1", "01_theory_proposition1")),
+          "01_theory_proposition1", proposition1),
     Claim("T1", "MTL relies more on spurious features than STL (Table 1)", "02_synthetic_spurious",
-          not_recorded("Table 1 (ρ_spur of STL and MTL)", "02_synthetic_spurious")),
+          spurious_reliance),
     Claim("MM", "MT-CRL beats MTL on Multi-MNIST", "06_multimnist", beats_mtl("Multi-MNIST")),
     Claim("ML", "MT-CRL beats MTL on MovieLens", "07_movielens", beats_mtl("MovieLens")),
     Claim("TK", "MT-CRL beats MTL on Taskonomy", "03_taskonomy", beats_mtl("Taskonomy")),
