@@ -80,7 +80,7 @@ colab:
 	$(if $(strip $(DATA)),$(PYTHON) -m mtcrl_lite.data fetch $(DATA))
 
 # The run record (results/record/runs.csv, committed) from the run folders under results/ (or $MTCRL_RESULTS),
-# then docs/RESULTS.md and README.md's claims table, and notebook 09 executed on the record alone (results/notebooks/,
+# then docs/RESULTS.md and README.md's claims table, and notebooks 09 and 10 executed on the record alone (results/notebooks/,
 # committed: what a visitor sees without training). `make report` needs only the record.
 record: venv
 	$(BIN)/python -m mtcrl_lite.analysis.record build
@@ -88,9 +88,11 @@ record: venv
 report: venv
 	$(BIN)/python -m mtcrl_lite.experiments.claims
 	mkdir -p results/notebooks
-	MTCRL_RESULTS=$(CURDIR)/results/notebooks $(BIN)/papermill --cwd notebooks -k python3 \
-	  notebooks/09_main_results.ipynb results/notebooks/09_main_results.ipynb
-	$(BIN)/python -m mtcrl_lite.experiments.notebook strip-timing results/notebooks/09_main_results.ipynb
+	set -e; for nb in 09_main_results 10_beyond_the_paper; do \
+	  MTCRL_RESULTS=$(CURDIR)/results/notebooks $(BIN)/papermill --cwd notebooks -k python3 \
+	    notebooks/$$nb.ipynb results/notebooks/$$nb.ipynb; \
+	  $(BIN)/python -m mtcrl_lite.experiments.notebook strip-timing results/notebooks/$$nb.ipynb; \
+	done
 
 # The offline static HTML report (results/book/_build/html/index.html): docs/RESULTS.md, the executed notebooks of the
 # record (results/notebooks/) and the other docs, in book/_toc.yml's order. Executes nothing; takes seconds.

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
+from helpers import fake_record
 
 from mtcrl_lite.data import cityscapes, nyuv2
 from mtcrl_lite.experiments import dense as DB
@@ -113,3 +114,21 @@ def test_jobs_never_oversubscribe_the_cores(tmp_path, monkeypatch):
     assert plan["multimnist"].jobs(1) == 1
     monkeypatch.setattr(beyond.os, "cpu_count", lambda: 16)
     assert plan["taskonomy"].jobs(4) == 4 and plan["taskonomy"].jobs(12) == 8
+
+
+def test_from_record_takes_each_columns_runs_and_names_what_the_record_lacks(tmp_path):
+    record = fake_record(0.05, 0.002, seeds=range(4))
+    record = record[~((record.method == "mtcrl") & (record.seed == 3))]  # MT-CRL lacks seed 3
+    col = lambda name, label, folder, seeds: beyond.Column(name, label, name, seeds, folder, {}, 1)  # noqa: E731
+    plan = [
+        col("multimnist", "Multi-MNIST", results_root() / "06_multimnist", (0, 1, 2)),
+        col("multifashion", "Multi-Fashion", results_root() / "10_beyond_the_paper" / "multifashion", (0,)),
+        col("movielens", "MovieLens", tmp_path / "07_movielens", (0,)),
+    ]
+    found, lines = beyond.from_record(plan, ["mtl", "mtcrl", "stl"], record)
+    assert list(found) == ["Multi-MNIST"]
+    runs = found["Multi-MNIST"]
+    assert sorted(runs.seed.unique()) == [0, 1, 2] and set(runs.method) == {"mtl", "mtcrl"}  # the column's seeds
+    assert lines[0].endswith("2 methods, seeds [0, 1, 2]")
+    assert "not in the record (TRAIN=True trains it)" in lines[1] and "RESULTS_DIR" in lines[2]
+    assert list(beyond.from_record(plan[:1], ["stl"], record)[0]) == []  # no MTL to compare with: left out

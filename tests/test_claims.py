@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import fake_record
 
-from mtcrl_lite.analysis import record as R
 from mtcrl_lite.experiments import claims as C
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,22 +22,6 @@ def test_readme_is_short_and_has_the_claims_table():
     block = readme[readme.index(C.BEGIN) : readme.index(C.END)]
     assert len(readme.splitlines()) <= 150
     assert sum(1 for line in block.splitlines() if line.startswith("| ") and "claim" not in line) >= 8
-
-
-def fake_record(mtcrl_gain: float, noise: float, seeds=(0, 1, 2, 3, 4), study="06_multimnist", dataset="multimnist"):
-    """Accuracy of MTL 0.8 on both tasks; MT-CRL's is (1 + gain) times it, plus seed noise."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for seed in seeds:
-        eps = rng.normal(0, noise)
-        for method, acc in (("mtl", 0.8), ("mtcrl", 0.8 * (1 + mtcrl_gain) + eps)):
-            for task in ("left", "right"):
-                rows.append({"study": study, "variant": "", "dataset": dataset, "style": "", "method": method,
-                             "seed": seed, "data_seed": 0, "epochs": 20, "digest": f"{method}{seed}",
-                             "git_revision": "abc", "provenance": "tuned", "selected_epoch": 9, "task": task,
-                             "metric": "acc", "higher_is_better": True, "val": acc, "test": acc, "A_mean": np.nan,
-                             "A_min": np.nan, "A_max": np.nan, "run": f"{study}/{method}/seed{seed}"})  # fmt: skip
-    return pd.DataFrame(rows, columns=R.COLUMNS)
 
 
 @pytest.mark.parametrize(

@@ -463,3 +463,16 @@ def test_strip_timing_keeps_outputs_and_drops_timestamps():
     assert out["metadata"]["papermill"] == {"version": "2.7.0"}
     assert out["cells"][0]["metadata"] == {"papermill": {"status": "completed"}, "tags": ["parameters"]}
     assert out["cells"][0]["outputs"] == [{"text": "42"}]
+
+
+def test_strip_timing_drops_what_depends_on_the_machine():
+    from mtcrl_lite.experiments.notebook import strip_timing
+
+    outputs = [
+        {"name": "stderr", "text": ["/x/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n", "  from .auto\n"]},
+        {"name": "stdout", "text": ["runs in /repo/results/06\n", "/tmp/ipykernel_123/99.py:1: UserWarning: w\n"]},
+    ]
+    out = strip_timing({"cells": [{"outputs": outputs}]}, root=Path("/repo"))
+    assert out["cells"][0]["outputs"] == [
+        {"name": "stdout", "text": ["runs in ./results/06\n", "<cell>:1: UserWarning: w\n"]}
+    ]

@@ -16,8 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtcrl_lite.analysis import record as R
 from mtcrl_lite.experiments import dense as dense_benchmark
 from mtcrl_lite.experiments.notebook import results_dir, run_overrides
+from mtcrl_lite.paths import results_root
 from mtcrl_lite.run.config import make_config
 
 # registry dataset -> (label, the folder its runs share with the notebook that owns them, that notebook's overrides)
@@ -75,3 +77,24 @@ def plan(P) -> list[Column]:
         threads = make_config(dataset, "mtl", 0, scale, over).train.threads
         columns.append(Column(name, label, dataset, tuple(seeds[:1] if P.SMOKE else seeds), home, over, threads))
     return columns
+
+
+def from_record(columns: list[Column], methods, record=None) -> tuple[dict, list[str]]:
+    """The columns' runs as the committed run record holds them (tidy, `methods` and the column's seeds only), with
+    one line per column saying what the record has; a column the record lacks is left out and its line says so."""
+    record = R.read() if record is None else record
+    found, lines = {}, []
+    for c in columns:
+        if not c.home.is_relative_to(results_root()):
+            lines.append(f"{c.label:14s} not in the record: its runs are in {c.home} (RESULTS_DIR), not the record's")
+            continue
+        study, _, variant = c.home.relative_to(results_root()).as_posix().partition("/")
+        runs = R.column(record, study, variant, c.dataset)
+        runs = runs[runs.method.isin(methods) & runs.seed.isin(c.seeds)]
+        if runs.empty or "mtl" not in set(runs.method):
+            lines.append(f"{c.label:14s} not in the record (TRAIN=True trains it)")
+            continue
+        found[c.label] = runs
+        seeds = sorted(int(s) for s in runs.seed.unique())
+        lines.append(f"{c.label:14s} {runs.method.nunique()} methods, seeds {seeds}")
+    return found, lines

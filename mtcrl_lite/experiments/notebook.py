@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from mtcrl_lite.paths import results_root
+from mtcrl_lite.paths import REPO_ROOT, results_root
 
 # The parameters many notebooks share: name -> (kind, allowed values or None). A notebook declares its own (or a
 # shared name with another kind) in its validation cell: parameters(..., kinds={"MU": "float", "NS": ("int_list", 1),
@@ -228,13 +229,22 @@ def run_overrides(P, data_root: bool = True) -> dict:
 TIMING = ("duration", "start_time", "end_time")
 
 
-def strip_timing(nb: dict) -> dict:
-    """An executed notebook without what changes from one execution to the next (papermill's and Jupyter's
-    timestamps and durations), so that a committed executed notebook changes only when its outputs do."""
+def strip_timing(nb: dict, root: Path = REPO_ROOT) -> dict:
+    """An executed notebook without what changes from one execution or machine to the next (papermill's and
+    Jupyter's timestamps and durations, the repository's absolute path, the kernel's temporary cell files, tqdm's
+    widget warning), so that a committed executed notebook changes only when its outputs do."""
     for meta in [nb.get("metadata", {})] + [c.get("metadata", {}) for c in nb.get("cells", [])]:
         meta.pop("execution", None)
         for key in TIMING:
             meta.get("papermill", {}).pop(key, None)
+    for cell in nb.get("cells", []):
+        outputs = [o for o in cell.get("outputs", []) if "TqdmWarning" not in "".join(o.get("text", ""))]
+        for o in outputs:
+            if "text" in o:
+                text = re.sub(r"/tmp/ipykernel_\d+/\d+\.py", "<cell>", "".join(o["text"]).replace(str(root), "."))
+                o["text"] = text if isinstance(o["text"], str) else text.splitlines(keepends=True)
+        if "outputs" in cell:
+            cell["outputs"] = outputs
     return nb
 
 
