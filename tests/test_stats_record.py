@@ -55,6 +55,17 @@ def test_probability_of_improvement_on_hand_computed_examples():
     assert probability_of_improvement({"b": [5, 5]}, {"b": [1, 1]}, higher_is_better=False)[0] == 0.0
 
 
+def test_probability_of_improvement_matches_rliables_on_a_fixed_example():
+    """rliable (Agarwal et al. 2021; pinned, installed without its bootstrap's dependencies) on runs x datasets."""
+    from rliable import metrics as rliable
+
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(0.5, 0.1, (6, 3)).round(2), rng.normal(0.47, 0.1, (6, 3)).round(2)  # rounding makes ties
+    ours, _, _ = probability_of_improvement({d: x[:, d] for d in range(3)}, {d: y[:, d] for d in range(3)})
+    assert ours == pytest.approx(float(rliable.probability_of_improvement(x, y)), abs=1e-12)
+    assert (x[:, None, :] == y[None, :, :]).any()  # ties within a dataset, where two definitions could differ
+
+
 def test_probability_of_improvement_interval_is_seeded_and_checks_pairing():
     x, y = {"a": [0.1, 0.5, 0.2, 0.9]}, {"a": [0.3, 0.4, 0.1, 0.2]}
     assert probability_of_improvement(x, y, seed=3) == probability_of_improvement(x, y, seed=3)
