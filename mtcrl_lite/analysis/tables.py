@@ -18,19 +18,12 @@ from mtcrl_lite.analysis.relative import relative_improvement
 from mtcrl_lite.analysis.stats import mde_paired
 from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
+from mtcrl_lite.data.catalogue import PAPER_COLUMNS, STAND_INS
 from mtcrl_lite.paths import results_root
 
-DATASETS = ["Multi-MNIST", "MovieLens", "Taskonomy", "CityScape", "NYUv2"]
-# registry names of synthetic stand-ins (marked † in every table)
-STAND_INS = ("scenes",)
-# where each column's runs live (the notebook that produces them)
-SOURCES = {
-    "Multi-MNIST": "06_multimnist",
-    "MovieLens": "07_movielens",
-    "Taskonomy": "03_taskonomy",
-    "CityScape": "04_cityscapes",
-    "NYUv2": "05_nyuv2",
-}
+# the paper's columns, their runs' folders and the stand-ins (marked † in every table): the data catalogue's
+DATASETS = list(PAPER_COLUMNS)
+SOURCES = {column: e.folder for column, e in PAPER_COLUMNS.items()}
 # The paper's main table (docs/METHOD §8, from the authors' slides): Δ over vanilla MTL in %.
 PAPER = {
     "stl": [3.3, 0.2, -2.5, -2.4, -12.2, -2.7],

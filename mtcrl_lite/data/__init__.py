@@ -1,30 +1,13 @@
-"""Dataset registry: name -> (config dataclass, builder returning MTLData)."""
+"""Dataset registry: name -> (config dataclass, builder returning MTLData), read off the catalogue (one row per
+dataset: `mtcrl_lite.data.catalogue`)."""
 
 from __future__ import annotations
 
 from mtcrl_lite.data.base import ArraySplit, ConcatSplit, FileSplit, MTLData, Split
-from mtcrl_lite.data.cityscapes import CityScapesConfig, build_cityscapes
-from mtcrl_lite.data.fashion import build_fashionmnist, build_multifashion
-from mtcrl_lite.data.mnist import DebugConfig, MultiMNISTConfig, build_debug, build_multimnist
-from mtcrl_lite.data.movielens import MovieLensConfig, build_movielens
-from mtcrl_lite.data.nyuv2 import NYUv2Config, build_nyuv2
-from mtcrl_lite.data.scenes import ScenesConfig, build_scenes
-from mtcrl_lite.data.sem import MultiSEMConfig, build_multisem
+from mtcrl_lite.data.catalogue import CATALOGUE
 from mtcrl_lite.data.sources import DataMissingError, fetch
-from mtcrl_lite.data.taskonomy import TaskonomyConfig, build_taskonomy
 
-DATASETS = {
-    "multimnist": (MultiMNISTConfig, build_multimnist),
-    "debug": (DebugConfig, build_debug),
-    "multifashion": (MultiMNISTConfig, build_multifashion),  # Multi-MNIST's generator on Fashion-MNIST items
-    "fashionmnist": (MultiMNISTConfig, build_fashionmnist),  # left: a Fashion-MNIST item, right: an MNIST digit
-    "multisem": (MultiSEMConfig, build_multisem),
-    "movielens": (MovieLensConfig, build_movielens),
-    "taskonomy": (TaskonomyConfig, build_taskonomy),  # real layout on disk (data.root); no download here
-    "nyuv2": (NYUv2Config, build_nyuv2),  # MTAN .npy layout (data.root); no download here
-    "cityscapes": (CityScapesConfig, build_cityscapes),  # MTAN .npy or official PNG layout (data.layout)
-    "scenes": (ScenesConfig, build_scenes),  # synthetic dense stand-in (marked † in every table)
-}
+DATASETS = {name: (e.config, e.build) for name, e in CATALOGUE.items()}
 
 
 def build_dataset(name: str, cfg) -> MTLData:

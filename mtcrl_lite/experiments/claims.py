@@ -25,7 +25,8 @@ import pandas as pd
 from mtcrl_lite.analysis import record as R
 from mtcrl_lite.analysis.plots import claims_forest
 from mtcrl_lite.analysis.stats import probability_of_improvement
-from mtcrl_lite.analysis.tables import DATASETS, PAPER, SOURCES, STAND_INS, label, paired_summary, per_seed_delta
+from mtcrl_lite.analysis.tables import PAPER, label, paired_summary, per_seed_delta
+from mtcrl_lite.data.catalogue import PAPER_COLUMNS, STAND_INS
 from mtcrl_lite.experiments.reliance_study import PAPER_TABLE1
 from mtcrl_lite.paths import REPO_ROOT
 
@@ -34,10 +35,12 @@ README = REPO_ROOT / "README.md"
 FIGURE = REPO_ROOT / "docs" / "figures" / "claims.png"  # made from FIGURE_CSV, which the drift test compares
 FIGURE_CSV = FIGURE.with_suffix(".csv")
 BEGIN, END = "<!-- claims:begin (make report) -->", "<!-- claims:end -->"
-# paper column -> (study folder of the record, registry dataset, stand-in †, index into analysis.tables.PAPER's rows),
-# read off the main table's own catalogue (tables.DATASETS and SOURCES); the dense columns are stand-ins here
-REAL = {"Multi-MNIST": "multimnist", "MovieLens": "movielens"}
-COLUMNS = {name: (SOURCES[name], REAL.get(name, STAND_INS[0]), name not in REAL, i) for i, name in enumerate(DATASETS)}
+# paper column -> (study folder of the record, registry dataset of its runs, stand-in †, index into
+# analysis.tables.PAPER's rows), from the data catalogue: a dataset with a stand-in style cannot be had here
+COLUMNS = {
+    name: (e.folder, STAND_INS[0] if e.stand_in_style else e.name, bool(e.stand_in_style), i)
+    for i, (name, e) in enumerate(PAPER_COLUMNS.items())
+}
 
 
 @dataclass

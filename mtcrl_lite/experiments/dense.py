@@ -20,32 +20,35 @@ import pandas as pd
 
 from mtcrl_lite.analysis import tables as report
 from mtcrl_lite.data import cityscapes, nyuv2, scenes, taskonomy
+from mtcrl_lite.data.catalogue import CATALOGUE, STAND_INS
 from mtcrl_lite.experiments.notebook import jobs, results_dir, run_overrides
 from mtcrl_lite.grid import sweep
 from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.rundir import collect
 from mtcrl_lite.run.train import load_data, load_trained
 
-STAND_IN = "scenes"
+STAND_IN = STAND_INS[0]
 PLAIN = "mtl-plain"  # the method name of the plain MTL runs in the tables
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One dense column of the paper's main table: its real loader, the stand-in's style and where results go."""
+    """One dense column of the paper's main table: its real loader and tasks; its label, paper column, results folder
+    and the stand-in's style are the data catalogue's row."""
 
-    dataset: str  # registry name of the real data
-    label: str  # printed name
-    column: str  # report.DATASETS column
-    folder: str  # results folder (report.SOURCES)
+    dataset: str  # registry name of the real data (its catalogue row)
     tasks: tuple[str, ...]  # task names (real loader and stand-in share them)
     seg: str  # the segmentation task and the depth task of the shortcut measure
     depth: str
     available: Callable[[str], bool]
     resolve_root: Callable[[str], Path]
-    style: str  # scenes style of the stand-in
     default_overrides: dict = field(default_factory=dict)  # added at the default scale (real and stand-in)
     stand_in_scales: dict = field(default_factory=dict)  # scale -> overrides of the stand-in (over the preset)
+
+    label = property(lambda self: CATALOGUE[self.dataset].label)  # printed name
+    column = property(lambda self: CATALOGUE[self.dataset].column)  # report.DATASETS column
+    folder = property(lambda self: CATALOGUE[self.dataset].folder)  # results folder (report.SOURCES)
+    style = property(lambda self: CATALOGUE[self.dataset].stand_in_style)  # scenes style of the stand-in
 
     def stand_in_overrides(self, scale: str) -> dict:
         # the Taskonomy style is the scenes default: not named, so that notebook 03's digests stay as they were
@@ -63,27 +66,19 @@ def _cityscapes_layout(root: str) -> str | None:
 BENCHMARKS = {
     "taskonomy": Benchmark(
         "taskonomy",
-        "Taskonomy",
-        "Taskonomy",
-        "03_taskonomy",
         scenes.TASK_NAMES,
         "segment_semantic",
         "depth_zbuffer",
         taskonomy.available,
         taskonomy.resolve_root,
-        "taskonomy",
     ),
     "cityscapes": Benchmark(
         "cityscapes",
-        "CityScapes",
-        "CityScape",
-        "04_cityscapes",
         cityscapes.TASK_NAMES,
         "segmentation",
         "depth",
         lambda root: _cityscapes_layout(root) is not None,
         cityscapes.resolve_root,
-        "cityscapes",
         ONE_THREAD,
         {"smoke": {"model.width": 8}},
     ),
@@ -92,15 +87,11 @@ BENCHMARKS = {
     # take 8 steps at lr 1e-2: with the preset's 4 at 1e-3 every model predicts an absent class (mIoU 0, Δ undefined)
     "nyuv2": Benchmark(
         "nyuv2",
-        "NYUv2",
-        "NYUv2",
-        "05_nyuv2",
         nyuv2.TASK_NAMES,
         "segmentation",
         "depth",
         nyuv2.available,
         nyuv2.resolve_root,
-        "nyuv2",
         ONE_THREAD,
         {
             "smoke": {"model.width": 12, "train.batch_size": 8, "train.lr": 1e-2},

@@ -17,18 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtcrl_lite.analysis import record as R
+from mtcrl_lite.data.catalogue import CATALOGUE
 from mtcrl_lite.experiments import dense as dense_benchmark
 from mtcrl_lite.experiments.notebook import results_dir, run_overrides
 from mtcrl_lite.paths import results_root
 from mtcrl_lite.run.config import make_config
 
-# registry dataset -> (label, the folder its runs share with the notebook that owns them, that notebook's overrides)
-SMALL = {
-    "multimnist": ("Multi-MNIST", "06_multimnist", {}),
-    "multifashion": ("Multi-Fashion", "10_beyond_the_paper/multifashion", {}),
-    "fashionmnist": ("Fashion+MNIST", "10_beyond_the_paper/fashionmnist", {}),
-    "movielens": ("MovieLens", "07_movielens", {"data.target": "rating"}),
-}
+# the small columns (label and folder: the data catalogue's) and the overrides of the notebook that owns their runs
+SMALL = {"multimnist": {}, "multifashion": {}, "fashionmnist": {}, "movielens": {"data.target": "rating"}}
 DENSE = tuple(dense_benchmark.BENCHMARKS)  # taskonomy, cityscapes, nyuv2
 NAMES = (*SMALL, *DENSE)  # the values DATASETS may take
 
@@ -63,7 +59,7 @@ def plan(P) -> list[Column]:
     columns = []
     for name in P.DATASETS:
         if name in SMALL:
-            label, folder, own = SMALL[name]
+            label, folder, own = CATALOGUE[name].label, CATALOGUE[name].folder, SMALL[name]
             dataset, seeds, over = name, P.SEEDS, {**run_overrides(P), **own}
         elif name in DENSE:
             bench = dense_benchmark.get_benchmark(name)
