@@ -124,3 +124,17 @@ def test_proposition1_is_checked_by_computation_and_is_zero_only_without_confoun
     assert v.verdict == "replicates" and weights.loc[0.5].abs().max() < 1e-6
     assert weights.bayes.tolist() == pytest.approx([2 * 1.5 * (2 * m - 1) ** 2 for m in weights.index])
     assert (weights.linear.drop(index=0.5) < weights.bayes.drop(index=0.5)).all()  # g saturates: a smaller weight
+
+
+@pytest.mark.parametrize(
+    "mean, lo, hi, mde, paper, verdict",
+    [
+        (3.0, -0.5, 6.5, 5.0, 6.0, "undecided"),  # MDE below the paper's, but the paper's value is inside
+        (0.5, -1.0, 2.0, 3.0, 8.0, "does not replicate"),  # no effect shown, the paper's +8 excluded
+        (-0.5, -2.0, 1.0, 3.0, -8.0, "does not replicate"),  # the same for a claim in the negative direction
+        (-5.0, -9.0, -1.0, 3.0, -8.0, "replicates"),  # the paper's direction and size
+    ],
+)
+def test_verdict_reads_the_interval_against_the_papers_value(mean, lo, hi, mde, paper, verdict):
+    row = pd.Series({"mean": mean, "ci95_low": lo, "ci95_high": hi, "mde": mde, "n": 5})
+    assert C.judge_delta(row, paper, "x").verdict == verdict

@@ -5,8 +5,8 @@ claims table of README.md from results/record/runs.csv, so that no number in eit
 A claim that compares methods reads its column of the record (a study's runs, paired by seed), the paired Δ over
 the baseline with its 95 % t interval and the minimum detectable effect (MDE) of its seeds, and says:
 "replicates" (the interval excludes 0 on the paper's side and holds the paper's value), "partially" (the right
-sign, a smaller effect than the paper's), "does not replicate" (no effect larger than the MDE, which is below the
-paper's; or the opposite sign), "undecided" (the MDE is larger than the paper's effect: the seeds cannot tell),
+sign, a smaller effect than the paper's), "does not replicate" (the opposite sign; or no effect shown and the paper's
+value outside the interval), "undecided" (the interval holds both no effect and the paper's value),
 "cannot be tested here" (no real data: stand-ins † only) or "not in the record yet" (its runs are not recorded).
 """
 
@@ -78,22 +78,25 @@ def judge_delta(row, paper: float, what: str, short: str = "", unit: str = " %")
         return Verdict("not in the record yet", "—", f"{what}: its runs are not in the record; run its notebook.")
     lo, hi, mde, n = row.ci95_low, row.ci95_high, row.mde, int(row.n)
     number = f"{fmt(row['mean'])}{unit} [{fmt(lo)}, {fmt(hi)}], MDE {abs(mde):.2f}, n = {n}"
+    s = -1.0 if paper < 0 else 1.0  # read everything in the paper's direction
+    near, far = sorted((s * lo, s * hi))
     if n < 2:
         verdict = "undecided"
-    elif lo > 0:
-        verdict = "replicates" if paper <= hi else "partially"  # the paper's gain, or more; else a smaller one
-    elif hi < 0:
-        verdict = "does not replicate"
-    elif not math.isnan(mde) and mde < abs(paper):
-        verdict = "does not replicate"
+    elif near > 0:
+        verdict = "replicates" if abs(paper) <= far else "partially"  # the paper's effect, or more; else a smaller one
+    elif far < 0:
+        verdict = "does not replicate"  # the other way
+    elif far < abs(paper):
+        verdict = "does not replicate"  # no effect shown, and the paper's is outside the interval
     else:
-        verdict = "undecided"
+        verdict = "undecided"  # the interval holds both no effect and the paper's
     detail = (
         f"{what}: Δ = {number} (paired by seed, 95 % t interval; MDE = the smallest true Δ these seeds detect with "
         f"power 0.8). The paper reports {paper:+.{1 if unit else 3}f}{unit}."
     )
-    if verdict == "does not replicate" and lo <= 0 <= hi:
-        detail += f" No difference larger than {abs(mde):.2f}{unit}."
+    if verdict == "does not replicate" and near <= 0:
+        bound = f"below {fmt(hi)}" if s > 0 else f"above {fmt(lo)}"
+        detail += f" The interval excludes the paper's value: the true Δ is {bound}{unit} (95 %)."
     delta = {"comparison": short or what, "mean": row["mean"], "ci95_low": lo, "ci95_high": hi, "mde": abs(mde), "n": n,
              "paper": paper, "verdict": verdict}  # fmt: skip
     return Verdict(verdict, number, detail, [delta])
