@@ -1,6 +1,7 @@
 """Fault injection: every bad input or damaged file a new user may meet ends in a clear error (naming the file, the
 value and the fix) or a correct result. Each case is one line of a table below; adding a case is adding a line."""
 
+import json
 import os
 import re
 import shutil
@@ -15,10 +16,11 @@ from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.core.hparams import validity
 from mtcrl_lite.data import DATASETS
 from mtcrl_lite.run import checkpoint as C
+from mtcrl_lite.run import config
 from mtcrl_lite.run import guards as G
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import RANGES, SCALES, SECTIONS, _fields, make_config
-from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl
+from mtcrl_lite.run.rundir import CorruptFileError, atomic_write_text, collect, is_finished, read_json, read_jsonl, tidy
 
 # -- silent wrong results ---------------------------------------------------------------------------------------
 
@@ -192,6 +194,18 @@ def _cut(path, n_bytes):
     path.write_bytes(path.read_bytes()[:-n_bytes])
 
 
+def _append(path, row):
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _edit_line(path, n, edit):
+    """Line `n` (1-based) of a JSON-lines file replaced by edit(row)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[n - 1] = edit(rows[n - 1])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 RUN_DIR_CASES = [  # (case, damage of the interrupted run directory d, error on stderr); all exit with code 2
     (
         "results behind checkpoint",
@@ -226,6 +240,12 @@ RUN_DIR_CASES = [  # (case, damage of the interrupted run directory d, error on 
         lambda d: _cut(d / "config.json", 30),
         r"config\.json line \d+ is not valid JSON \(.*\): the file is truncated or damaged; rerun with --force",
     ),
+    (
+        "results garbage line",
+        lambda d: _append(d / "results.jsonl", {"garbage": True}),
+        r"results\.jsonl line 3 is not a line of a run's results \('kind' is None, not one of \['epoch', 'final'\]\)"
+        r": the file is truncated or damaged; rerun with --force",
+    ),
 ]
 INTERRUPTED = ["--epochs", "3"]
 
@@ -256,6 +276,68 @@ def test_intact_copy_resumes_and_force_clears_an_unparsable_config(interrupted, 
     assert train_main(capsys, d, *INTERRUPTED)[0] == 2
     assert train_main(capsys, d, *INTERRUPTED, "--force")[0] == 0
     assert read_json(d / "config.json")["train"]["epochs"] == 3 and is_finished(d)
+
+
+# A finished run (2 epochs + the final line) whose results.jsonl is damaged by lines that are valid JSON: reusing the
+# run and tabulating it both refuse the file, naming the line.
+
+FINISHED = ["--epochs", "2"]
+FINISHED_CASES = [  # (case, damage of results.jsonl, line, problem)
+    ("garbage line", lambda p: _append(p, {"garbage": True}), 4, r"'kind' is None"),
+    ("epoch line without metrics", lambda p: _edit_line(p, 2, lambda r: {**r, "metrics": None}), 2, r"'metrics'"),
+    ("metric not a number", lambda p: _edit_line(p, 1, _metric_text), 1, r"epoch line: 'metrics' missing"),
+    ("epochs out of order", lambda p: _edit_line(p, 2, lambda r: {**r, "epoch": 0}), 2, r"epoch 0 where epoch 1"),
+    ("two final lines", lambda p: _append(p, json.loads(p.read_text().splitlines()[-1])), 4, r"after the final line"),
+    ("final line damaged", lambda p: _edit_line(p, 3, lambda r: {**r, "primary": 3}), 3, r"final line: 'primary'"),
+]
+
+
+def _metric_text(row):
+    row["metrics"]["val"]["left"]["acc"] = "0.5"
+    return row
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    d = tmp_path_factory.mktemp("finished") / "run"
+    assert T.main(["--dataset", "debug", "--method", "mtl", "--out", str(d), "--quiet", *TINY, *FINISHED]) == 0
+    return d
+
+
+@pytest.mark.parametrize("damage, line, problem", [c[1:] for c in FINISHED_CASES], ids=[c[0] for c in FINISHED_CASES])
+def test_a_bad_results_line_is_refused_on_reuse_and_tabulation(damage, line, problem, finished, tmp_path, capsys):
+    d = tmp_path / "run"
+    shutil.copytree(finished, d)
+    tidy(d)  # the intact copy tabulates
+    damage(d / "results.jsonl")
+    error = rf"results\.jsonl line {line} is not a line of a run's results \(.*{problem}.*\): .*; rerun with --force"
+    code, err = train_main(capsys, d, *FINISHED)
+    assert code == 2 and re.search(error, err) and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(CorruptFileError, match=error):
+        collect([d])
+    assert train_main(capsys, d, *FINISHED, "--force")[0] == 0 and len(tidy(d))  # the fix that the error names
+
+
+TUNED_DAMAGE = [  # (case, contents of a damaged tuning/tuned.json, error)
+    ("truncated", '{"debug": {"mtl": {"values": {"train.lr": 0.0', r"tuned\.json line 1 is not valid JSON"),
+    ("not a table", '["debug"]', r"tuned\.json is not a table"),
+]
+
+
+@pytest.mark.parametrize("text, error", [c[1:] for c in TUNED_DAMAGE], ids=[c[0] for c in TUNED_DAMAGE])
+def test_damaged_tuned_json_names_a_fix_that_works(text, error, tmp_path, capsys, monkeypatch):
+    tuned = tmp_path / "tuning" / "tuned.json"
+    tuned.parent.mkdir()
+    tuned.write_text(text)
+    monkeypatch.setattr(config, "TUNED_PATH", tuned)
+    fix = rf"restore it from git \(git checkout -- {re.escape(str(tuned))}\); .* pass --untuned"
+    for extra in ([], ["--force"]):  # --force does not help: the file is not part of the run
+        code, err = train_main(capsys, tmp_path / "run", "--epochs", "1", *extra)
+        assert code == 2 and re.search(error + ".*" + fix, err) and "--force" not in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert train_main(capsys, tmp_path / "run", "--epochs", "1", "--untuned")[0] == 0  # the first fix it names
+    shutil.copy(config.REPO_ROOT / "tuning" / "tuned.json", tuned)  # the other: the file as committed
+    assert train_main(capsys, tmp_path / "run2", "--epochs", "1")[0] == 0
 
 
 # -- divergence, inactive penalties, file modes, the best weights ---------------------------------------------------

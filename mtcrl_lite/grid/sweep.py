@@ -122,8 +122,7 @@ def reusable(cfg, d: Path, force: bool) -> bool:
     old = failure(d)
     if old is not None:
         return old.get("digest") == cfg.digest()
-    path = Path(d) / "config.json"
-    return path.exists() and read_json(path).get("digest") == cfg.digest() and is_finished(d)
+    return is_finished(d, cfg.digest())
 
 
 def submitit_folder(dirs) -> Path:

@@ -44,7 +44,7 @@ from mtcrl_lite.run.checkpoint import CHECKPOINT, discard_state, load_best, load
 from mtcrl_lite.run.config import RunConfig, config_from_dict, make_config, parse_sets
 from mtcrl_lite.run.evaluate import evaluate, finalize
 from mtcrl_lite.run.guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
-from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl, write_jsonl
+from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_results, write_jsonl
 from mtcrl_lite.run.schedule import lr_factor, set_lr
 
 
@@ -181,7 +181,7 @@ def _rows_before(res_path: Path, start: int | None, out: Path, log) -> list[dict
     """The epoch rows a resumed run starts from (none for a fresh run), checked against the checkpoint."""
     if start is None:
         return []
-    rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
+    rows = [r for r in read_results(out) if r["kind"] == "epoch" and r["epoch"] < start]
     if [r["epoch"] for r in rows] != list(range(start)):
         missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
         raise RunDirConflict(
@@ -352,7 +352,7 @@ def main(argv=None) -> int:
         D.close()
     if rank > 0:
         return 0
-    final = read_jsonl(out / "results.jsonl")[-1]
+    final = read_results(out)[-1]
     n_params = read_json(out / "config.json")["n_params"]
     print(
         json.dumps(
