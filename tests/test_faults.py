@@ -6,7 +6,9 @@ import os
 import re
 import shutil
 import typing
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from helpers import interrupted_at
@@ -14,7 +16,10 @@ from helpers import interrupted_at
 from mtcrl_lite.baselines import surgery as S
 from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.core.hparams import validity
-from mtcrl_lite.data import DATASETS
+from mtcrl_lite.data import DATASETS, build_dataset, cityscapes, nyuv2
+from mtcrl_lite.data import taskonomy as TK
+from mtcrl_lite.data.__main__ import main as data_main
+from mtcrl_lite.data.__main__ import write_fixture
 from mtcrl_lite.run import checkpoint as C
 from mtcrl_lite.run import config
 from mtcrl_lite.run import guards as G
@@ -338,6 +343,92 @@ def test_damaged_tuned_json_names_a_fix_that_works(text, error, tmp_path, capsys
     assert train_main(capsys, tmp_path / "run", "--epochs", "1", "--untuned")[0] == 0  # the first fix it names
     shutil.copy(config.REPO_ROOT / "tuning" / "tuned.json", tuned)  # the other: the file as committed
     assert train_main(capsys, tmp_path / "run2", "--epochs", "1")[0] == 0
+
+
+# Damaged files of the datasets read from disk (the fixtures of `python -m mtcrl_lite.data fixture`): the run stops
+# with one line naming the dataset, the file, why and the fix, before its first epoch when the file is one of the
+# validation or test samples; `python -m mtcrl_lite.data check` lists it, and passes once it is restored.
+
+
+def _truncate(path):  # what `truncate -s 100` does
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _garble(path):  # random bytes over the file
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+
+
+def _cut_header(path):  # inside the .npy header (128 bytes)
+    path.write_bytes(path.read_bytes()[:90])
+
+
+DATA_CASES = [  # (case, dataset, layout, sample of which part, file of which folder, damage, why, extra arguments)
+    ("taskonomy depth truncated", "taskonomy", "", "train", "depth_zbuffer", _truncate, r"image file is truncated", []),
+    ("taskonomy val rgb garbled", "taskonomy", "", "val", "rgb", _garble, r"cannot identify image file", []),
+    (
+        "taskonomy, 1 loader worker",
+        "taskonomy",
+        "",
+        "test",
+        "normal",
+        _garble,
+        r"cannot identify image file",
+        ["--set", "train.num_workers=1"],
+    ),
+    ("nyuv2 label header cut", "nyuv2", "mtan", "val", "label", _cut_header, r"EOF: reading array header", []),
+    ("nyuv2 image data cut", "nyuv2", "mtan", "test", "image", lambda p: _cut(p, 20), r"Failed to read all data", []),
+    ("cityscapes depth garbled", "cityscapes", "mtan", "train", "depth", _garble, r"not a \.npy file", []),
+    ("cityscapes official disparity", "cityscapes", "official", "test", "disparity", _truncate, r"truncated", []),
+]
+
+
+@pytest.mark.parametrize(
+    "name, layout, part, folder, damage, why, extra", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES]
+)
+def test_a_damaged_data_file_is_named_with_the_fix(name, layout, part, folder, damage, why, extra, tmp_path, capsys):
+    root, out = tmp_path / "data", tmp_path / "run"
+    write_fixture(name, str(root), views=3, size=32, seed=0, layout=layout or "mtan")
+    data_set = {"root": str(root), **({"layout": layout} if name == "cityscapes" else {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixtures hold a few of the listed buildings and cities
+        data = build_dataset(name, DATASETS[name][0](**data_set))
+    split = next(iter(data.train_envs.values())) if part == "train" else getattr(data, part)
+    path = split.items[0].path(folder)
+    damage(path)
+    sets = [a for k, v in data_set.items() for a in ("--set", f"data.{k}={v}")]
+    argv = ["--dataset", name, "--method", "mtl", "--smoke", "--epochs", "1", "--out", str(out), "--quiet"]
+    code, err = T.main(argv + sets + extra), capsys.readouterr().err
+    error = rf"^error: {name}: {re.escape(str(path))} cannot be read \(.*{why}.*\): the file is damaged; restore it"
+    assert code == 2 and re.search(error + rf".*data check {name} DATA_ROOT$", err) and err.count("\n") == 1, err
+    if part != "train":  # found by reading the validation and test files before the first epoch
+        assert not (out / "config.json").exists()
+    check = ["check", name, str(root), *(["--layout", layout] if layout else [])]
+    code, err = data_main(check), capsys.readouterr().err
+    assert code == 1 and re.search(rf"1 of \d+ samples cannot be read:\n {{4}}{error[8:]}", err), err
+    write_fixture(name, str(root), views=3, size=32, seed=0, layout=layout or "mtan")  # restored
+    assert data_main(check) == 0 and f"{name}: all " in capsys.readouterr().out
+
+
+MISSING_CASES = [  # (dataset, fixture writer leaving out one label file, count recorded in config.json)
+    (
+        "taskonomy",
+        lambda d: TK.write_fixture(d, size=16, views_per_building=2, leave_out="normal"),
+        {"normal": 1, **dict.fromkeys(["depth_zbuffer", "edge_texture", "keypoints2d", "segment_semantic"], 0)},
+    ),
+    ("nyuv2", lambda d: nyuv2.write_fixture(d, leave_out="depth"), 1),
+    ("cityscapes", lambda d: cityscapes.write_fixture(d, leave_out="label_7"), 1),
+]
+
+
+@pytest.mark.parametrize("name, write, recorded", MISSING_CASES, ids=[c[0] for c in MISSING_CASES])
+def test_skipped_missing_labels_are_said_and_recorded(name, write, recorded, tmp_path, capsys):
+    root, out = write(tmp_path / "data"), tmp_path / "run"
+    argv = ["--dataset", name, "--method", "mtl", "--smoke", "--epochs", "1", "--quiet", "--set", f"data.root={root}"]
+    assert T.main([*argv, "--out", str(out)]) == 1 and "data.missing_labels=invalid" in capsys.readouterr().err
+    assert T.main([*argv, "--out", str(out), "--set", "data.missing_labels=invalid"]) == 0
+    said = rf"^{name}: 1 label file\(s\) missing.*: those samples are unlabelled .*recorded in config\.json"
+    assert re.search(said, capsys.readouterr().out, re.M)
+    assert read_json(out / "config.json")["missing_label_files"] == recorded
 
 
 # -- divergence, inactive penalties, file modes, the best weights ---------------------------------------------------

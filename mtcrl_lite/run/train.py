@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 from mtcrl_lite import __version__
 from mtcrl_lite.baselines.methods import NonFiniteLossError, get_method
-from mtcrl_lite.data import DATASETS, DataMissingError, MTLData, build_dataset
+from mtcrl_lite.data import DATASETS, ArraySplit, DataMissingError, MTLData, build_dataset
 from mtcrl_lite.data.batching import (  # noqa: F401  (epoch_plan, to_batch: API)
     epoch_plan,
+    eval_batches,
     to_batch,
     to_device,
     train_steps,
@@ -152,6 +153,33 @@ def build_method(cfg: RunConfig, data: MTLData, device):
     return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
 
 
+def check_eval_files(data: MTLData, chunk: int, num_workers: int, log) -> None:
+    """Read the validation and test samples once before the first epoch, so that a damaged file among them stops the
+    run now, naming it, rather than after an epoch of training. Every epoch's evaluation reads them all anyway, so
+    this costs less than one epoch's evaluation; in-memory splits were read when the dataset was built."""
+    lazy = [s for s in (data.val, data.test) if not isinstance(s, ArraySplit)]
+    t0 = time.perf_counter()
+    for split in lazy:
+        for _ in eval_batches(split, None, chunk, num_workers):
+            pass
+    if lazy:
+        log(f"read all {sum(map(len, lazy))} validation and test samples in {time.perf_counter() - t0:.1f} s")
+
+
+def missing_labels(data: MTLData, log) -> dict | int | None:
+    """The count of missing label files that the dataset keeps unlabelled (data.missing_labels=invalid), said once;
+    run() records it in config.json. None for datasets without label files."""
+    n = data.info.get("missing_label_files")
+    total = sum(n.values()) if isinstance(n, dict) else n
+    if total:
+        each = f" ({', '.join(f'{t} {k}' for t, k in n.items() if k)})" if isinstance(n, dict) else ""
+        log(
+            f"{data.name}: {total} label file(s) missing{each}: those samples are unlabelled for that task "
+            f"(data.missing_labels=invalid); recorded in config.json as missing_label_files"
+        )
+    return n
+
+
 def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
     """True if `out` already holds this finished run (reuse it); otherwise make it ready for training."""
     cfg_path = out / "config.json"
@@ -213,6 +241,8 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     inactive = inactive_penalties(cfg, data.train_envs)
     for why in inactive.values():
         warnings.warn(why, InactivePenaltyWarning, stacklevel=2)
+    missing = D.on_rank0(lambda: missing_labels(data, log))
+    D.on_rank0(lambda: check_eval_files(data, tc.eval_batch_size, tc.num_workers, log))
     D.on_rank0(
         lambda: cfg_path.exists()
         or atomic_write_text(
@@ -226,6 +256,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
                     "device": str(device),
                     "world_size": world_size,
                     "inactive_penalties": inactive,
+                    **({} if missing is None else {"missing_label_files": missing}),
                 },
                 indent=1,
                 sort_keys=True,
