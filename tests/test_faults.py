@@ -1,12 +1,16 @@
 """Fault injection: every bad input or damaged file a new user may meet ends in a clear error (naming the file, the
 value and the fix) or a correct result. Each case is one line of a table below; adding a case is adding a line."""
 
+import collections
+import errno
 import json
 import os
 import re
 import shutil
+import subprocess
 import typing
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +27,7 @@ from mtcrl_lite.data.__main__ import write_fixture
 from mtcrl_lite.run import checkpoint as C
 from mtcrl_lite.run import config
 from mtcrl_lite.run import guards as G
+from mtcrl_lite.run import rundir as R
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import RANGES, SCALES, SECTIONS, _fields, make_config
 from mtcrl_lite.run.rundir import CorruptFileError, atomic_write_text, collect, is_finished, read_json, read_jsonl, tidy
@@ -321,6 +326,78 @@ def test_a_bad_results_line_is_refused_on_reuse_and_tabulation(damage, line, pro
     with pytest.raises(CorruptFileError, match=error):
         collect([d])
     assert train_main(capsys, d, *FINISHED, "--force")[0] == 0 and len(tidy(d))  # the fix that the error names
+
+
+# A write that fails half-way (a full disk, simulated by the writer; and a real one on a small tmpfs when the tests
+# run as root): one line naming the file and the cause, no temporary file left, and the same command afterwards
+# resumes the run to the numbers of the run that never failed.
+
+
+def _fail_write(monkeypatch, name, nth, code):
+    """The nth write of a file `name` fails with OSError(code) after half of its bytes."""
+    real, count = R._write, collections.Counter()
+
+    def write(fd, data):
+        target = Path(os.readlink(f"/proc/self/fd/{fd}")).name[1:].rsplit(".", 1)[0]  # .<name>.<random hex>
+        count[target] += 1
+        if (target, count[target]) == (name, nth):
+            real(fd, data[: len(data) // 2])
+            raise OSError(code, os.strerror(code))
+        real(fd, data)
+
+    monkeypatch.setattr(R, "_write", write)
+
+
+def _without_time(rows):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def _fails_clearly(out, finished, capsys, error):
+    code, err = train_main(capsys, out, *FINISHED)
+    assert code == 1 and re.search(error, err) and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock") == []  # no temp
+
+
+WRITE_CASES = [  # (file, its nth write fails, errno, the cause and the fix on stderr)
+    ("config.json", 1, errno.ENOSPC, r"No space left on device\): the disk is full; free space on it"),
+    ("model_best.pt", 1, errno.ENOSPC, r"No space left on device"),
+    ("results.jsonl", 1, errno.ENOSPC, r"No space left on device"),
+    ("checkpoint.pt", 2, errno.ENOSPC, r"No space left on device"),
+    ("results.jsonl", 3, errno.ENOSPC, r"No space left on device"),  # the final line
+    ("checkpoint.pt", 1, errno.EIO, r"Input/output error\): fix the cause"),
+]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a descriptor's file from Linux's /proc")
+@pytest.mark.parametrize(
+    "name, nth, code, why", WRITE_CASES, ids=[f"{c[0]} #{c[1]} {errno.errorcode[c[2]]}" for c in WRITE_CASES]
+)
+def test_a_failed_write_is_a_clear_error_and_the_run_resumes(
+    name, nth, code, why, finished, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _fail_write(m, name, nth, code)
+        _fails_clearly(out, finished, capsys, rf"^error: cannot write {re.escape(str(out / name))} \({why}")
+    assert train_main(capsys, out, *FINISHED)[0] == 0
+    assert _without_time(read_jsonl(out / "results.jsonl")) == _without_time(read_jsonl(finished / "results.jsonl"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounts a tmpfs (root)")
+def test_a_full_tmpfs_is_a_clear_error_and_the_run_resumes_once_space_is_freed(finished, tmp_path, capsys):
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(fs)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = fs / "run"
+        (fs / "filler").write_bytes(bytes(232_000))  # leaves 6 pages of 4 KiB: config.json fits, the checkpoints do not
+        _fails_clearly(out, finished, capsys, r"^error: cannot write .*\(No space left on device\)")
+        (fs / "filler").unlink()
+        assert train_main(capsys, out, *FINISHED)[0] == 0
+        assert _without_time(read_jsonl(out / "results.jsonl")) == _without_time(read_jsonl(finished / "results.jsonl"))
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
 
 
 TUNED_DAMAGE = [  # (case, contents of a damaged tuning/tuned.json, error)

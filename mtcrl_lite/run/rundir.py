@@ -6,6 +6,7 @@ and checkpoint.pt while the run is unfinished.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -18,22 +19,47 @@ class CorruptFileError(ValueError):
     """A run's file cannot be parsed (truncated or damaged); the message names the file, the line and the fix."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file and rename it to `path`; the file gets the usual umask mode (e.g. 0644),
-    so that a shared results directory can be read by collaborators (mkstemp would make it 0600)."""
+class RunWriteError(RuntimeError):
+    """A file cannot be written (disk full, quota, permissions, I/O error); the message names it, the cause and the
+    fix. Nothing is left behind: the previous complete file, if any, stays in place."""
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file and rename it to `path`; the file gets the usual umask mode (e.g. 0644),
+    so that a shared results directory can be read by collaborators (mkstemp would make it 0600). A failed write
+    (e.g. a full disk) removes the temporary file and is a RunWriteError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            _write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if not isinstance(e, OSError):
+            raise
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise RunWriteError(
+            f"cannot write {path} ({e.strerror or e}): "
+            + ("the disk is full; free space on it" if full else "fix the cause")
+            + f" (or choose another folder), then run the same command again: a run resumes from its last "
+            f"checkpoint ({len(data)} bytes were to be written)"
+        ) from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

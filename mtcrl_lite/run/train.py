@@ -45,7 +45,7 @@ from mtcrl_lite.run.checkpoint import CHECKPOINT, discard_state, load_best, load
 from mtcrl_lite.run.config import RunConfig, config_from_dict, make_config, parse_sets
 from mtcrl_lite.run.evaluate import evaluate, finalize
 from mtcrl_lite.run.guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
-from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_results, write_jsonl
+from mtcrl_lite.run.rundir import RunWriteError, atomic_write_text, is_finished, read_json, read_results, write_jsonl
 from mtcrl_lite.run.schedule import lr_factor, set_lr
 
 
@@ -376,7 +376,7 @@ def main(argv=None) -> int:
     except (KeyError, ValueError, RunDirConflict) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
-    except (DataMissingError, NonFiniteLossError) as e:
+    except (DataMissingError, NonFiniteLossError, RunWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
