@@ -2,12 +2,16 @@
 value and the fix) or a correct result. Each case is one line of a table below; adding a case is adding a line."""
 
 import collections
+import contextlib
 import errno
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import typing
 import warnings
 from pathlib import Path
@@ -506,6 +510,103 @@ def test_skipped_missing_labels_are_said_and_recorded(name, write, recorded, tmp
     said = rf"^{name}: 1 label file\(s\) missing.*: those samples are unlabelled .*recorded in config\.json"
     assert re.search(said, capsys.readouterr().out, re.M)
     assert read_json(out / "config.json")["missing_label_files"] == recorded
+
+
+# One writer per run directory: a second writer (a second sweep, a notebook, a rerun with --force) is refused while the
+# first holds the directory's lock, and the lock goes with the process that holds it, kill -9 included.
+
+HOLD = (
+    "import sys, time; from pathlib import Path; from mtcrl_lite.run.guards import RunDirLock; "
+    "lock = RunDirLock(); lock.acquire(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)"
+)
+
+
+def _hold_lock(out):
+    """A process that takes the lock of run directory `out` and sleeps."""
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def _lock_free(out):
+    try:
+        with G.RunDirLock() as lock:
+            lock.acquire(out)
+        return True
+    except G.RunDirConflict:
+        return False
+
+
+def _busy(out, pid):
+    return rf"^error: {re.escape(str(out))} is being written by pid {pid} on .* since .*; two writers would mix"
+
+
+LOCK_CASES = [  # (case, who holds the lock, arguments of the second writer)
+    ("another process", "process", []),
+    ("another process, --force", "process", ["--force"]),
+    ("this process (a notebook)", "here", []),
+]
+
+
+@pytest.mark.parametrize("holder, extra", [c[1:] for c in LOCK_CASES], ids=[c[0] for c in LOCK_CASES])
+def test_a_second_writer_is_refused_until_the_first_ends(holder, extra, interrupted, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(interrupted, out)
+    files = lambda: {p.name: p.read_bytes() for p in out.iterdir() if p.name != G.LOCK}  # noqa: E731
+    before, lock = files(), G.RunDirLock()
+    proc = _hold_lock(out) if holder == "process" else lock.acquire(out)
+    try:
+        code, err = train_main(capsys, out, *INTERRUPTED, *extra)
+        assert code == 2 and re.search(_busy(out, proc.pid if proc else os.getpid()), err), err
+        assert files() == before  # untouched, --force too
+    finally:
+        if proc:
+            proc.kill()  # kill -9: the operating system releases the lock
+            proc.wait()
+        lock.release()
+    assert train_main(capsys, out, *INTERRUPTED)[0] == 0 and is_finished(out)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers in Linux's /proc")
+def test_a_killed_torchrun_agent_leaves_its_workers_holding_the_lock(tmp_path, capsys):
+    """kill -9 of the torchrun agent leaves its workers running (orphans that still write the run); their rank 0
+    keeps the lock, so a rerun started meanwhile is refused, naming it, and gets through once they are gone."""
+    out, workers = tmp_path / "run", []
+    args = ["--dataset", "debug", "--method", "mtl", "--out", str(out), "--quiet", *TINY, "--epochs", "100000"]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+        + ["mtcrl_lite.run.train", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "results.jsonl").exists():  # the workers train
+            assert agent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        rank0 = int((out / G.LOCK).read_text().split()[1])
+        workers = [
+            int(p) for t in Path(f"/proc/{agent.pid}/task").iterdir() for p in (t / "children").read_text().split()
+        ]
+        assert rank0 in workers and len(workers) == 2
+        agent.kill()
+        agent.wait()
+        for pid in workers:
+            os.kill(pid, 0)  # the orphaned workers still run: each has a session of its own
+        code, err = T.main(args), capsys.readouterr().err
+        assert code == 2 and re.search(_busy(out, rank0), err), err
+    finally:
+        agent.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not _lock_free(out):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    code, err = T.main(args), capsys.readouterr().err  # the lock is free: what stops this rerun is the world size
+    assert code == 2 and "was started on 2 process(es) and is resumed on 1" in err, err
 
 
 # -- divergence, inactive penalties, file modes, the best weights ---------------------------------------------------

@@ -44,13 +44,17 @@ from mtcrl_lite.paths import REPO_ROOT
 from mtcrl_lite.run.checkpoint import CHECKPOINT, discard_state, load_best, load_state, save_best, save_state
 from mtcrl_lite.run.config import RunConfig, config_from_dict, make_config, parse_sets
 from mtcrl_lite.run.evaluate import evaluate, finalize
-from mtcrl_lite.run.guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
+from mtcrl_lite.run.guards import (
+    LOCK,
+    DivergenceMonitor,
+    InactivePenaltyWarning,
+    RunDirConflict,
+    RunDirLock,
+    inactive_penalties,
+    prepare_out_dir,
+)
 from mtcrl_lite.run.rundir import RunWriteError, atomic_write_text, is_finished, read_json, read_results, write_jsonl
 from mtcrl_lite.run.schedule import lr_factor, set_lr
-
-
-class RunDirConflict(RuntimeError):
-    pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,19 +184,26 @@ def missing_labels(data: MTLData, log) -> dict | int | None:
     return n
 
 
-def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
-    """True if `out` already holds this finished run (reuse it); otherwise make it ready for training."""
+def _claim_out_dir(out: Path, digest: str, force: bool, log, lock: RunDirLock) -> bool:
+    """True if `out` already holds this finished run (reuse it); otherwise lock it and make it ready for training."""
+    if not force and is_finished(out, digest):  # reading needs no lock: a read-only copy of finished runs is reused
+        log(f"reusing finished run {out}")
+        return True
+    prepare_out_dir(out)  # an existing file or a read-only directory fails here, before any training
+    lock.acquire(out)  # and from here on, this process alone writes `out`
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = {} if force else read_json(cfg_path)  # --force clears even a config.json that cannot be parsed
         if force:
-            shutil.rmtree(out)
+            for p in out.iterdir():
+                if p.name != LOCK:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         elif old.get("digest") != digest:
             raise RunDirConflict(
                 f"{out} holds a run with another config (digest {old.get('digest')} != {digest}); "
                 f"pass --force to overwrite it or choose another --out"
             )
-        elif is_finished(out):
+        elif is_finished(out):  # finished by the writer that held the lock until now
             log(f"reusing finished run {out}")
             return True
         elif (out / CHECKPOINT).exists() and old.get("world_size", 1) != D.world()[1]:
@@ -201,7 +212,6 @@ def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
                 f"{D.world()[1]}; resume it with torchrun --nproc_per_node={old.get('world_size', 1)} "
                 f"(or without torchrun for 1), so that it resumes bit-identically, or pass --force"
             )
-    prepare_out_dir(out)  # an existing file or a read-only directory fails here, before any training
     return False
 
 
@@ -223,13 +233,19 @@ def _rows_before(res_path: Path, start: int | None, out: Path, log) -> list[dict
 
 def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
     """Train (or resume, or reuse) one run; returns its directory. Under torchrun every rank calls it; rank 0 alone
-    writes the run directory and evaluates (distributed.py)."""
+    writes the run directory (holding its lock, guards.RunDirLock, until the run ends) and evaluates
+    (distributed.py)."""
     out = Path(out)
+    with RunDirLock() as lock:
+        if not D.on_rank0(lambda: _claim_out_dir(out, cfg.digest(), force, log, lock)):
+            _train(cfg, out, progress, log)
+    return out
+
+
+def _train(cfg: RunConfig, out: Path, progress: bool, log) -> None:
     cfg_path, res_path = out / "config.json", out / "results.jsonl"
     digest = cfg.digest()
     rank, world_size = D.world()
-    if D.on_rank0(lambda: _claim_out_dir(out, digest, force, log)):
-        return out
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(cfg.train.threads)  # fixed: a run's numbers do not depend on what shares the machine
     device = D.local_device(resolve_device(cfg.train.device))
@@ -322,7 +338,6 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         discard_state(out)
 
     D.on_rank0(end_run)  # and no rank returns before the run directory is complete
-    return out
 
 
 def load_trained(run_dir, device="cpu"):
