@@ -28,6 +28,8 @@ from mtcrl_lite.data import DATASETS, build_dataset, cityscapes, nyuv2
 from mtcrl_lite.data import taskonomy as TK
 from mtcrl_lite.data.__main__ import main as data_main
 from mtcrl_lite.data.__main__ import write_fixture
+from mtcrl_lite.grid.sweep import main as sweep_main
+from mtcrl_lite.grid.sweep import run_dir
 from mtcrl_lite.run import checkpoint as C
 from mtcrl_lite.run import config
 from mtcrl_lite.run import guards as G
@@ -565,6 +567,18 @@ def test_a_second_writer_is_refused_until_the_first_ends(holder, extra, interrup
             proc.wait()
         lock.release()
     assert train_main(capsys, out, *INTERRUPTED)[0] == 0 and is_finished(out)
+
+
+def test_a_second_sweep_is_refused_too(tmp_path, capsys):
+    cfg = make_config("debug", "mtl", 0, overrides={**TINY_OVERRIDES, "train.epochs": 1})
+    d = run_dir(tmp_path, cfg)
+    d.mkdir(parents=True)
+    argv = ["--dataset", "debug", "--methods", "mtl", "--seeds", "0", "--out", str(tmp_path), *TINY]
+    with G.RunDirLock() as lock:
+        lock.acquire(d)
+        code, err = sweep_main([*argv, "--set", "train.epochs=1"]), capsys.readouterr().err
+    assert code == 2 and re.search(_busy(d, os.getpid())[1:], err) and "Traceback" not in err, err  # after tqdm's bar
+    assert sweep_main([*argv, "--set", "train.epochs=1"]) == 0 and is_finished(d)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers in Linux's /proc")

@@ -54,6 +54,7 @@ from mtcrl_lite.run.config import (
     typed,
 )
 from mtcrl_lite.run.rundir import atomic_write_text, final_line, is_finished, read_json
+from mtcrl_lite.run.train import CLI_ERRORS, print_error
 
 # Shared fields a dataset keeps fixed, with the reason (every other field with a range is searched).
 PINNED: dict[str, dict[str, str]] = {
@@ -474,9 +475,8 @@ def main(argv=None) -> int:
             launcher=args.launcher,
             slurm=slurm_parameters(args.slurm),
         )
-    except (KeyError, ValueError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    except CLI_ERRORS as e:
+        return print_error(e)
     table = search_table(dirs)
     atomic_write_text(Path(args.out) / "search.csv", table.to_csv(index=False, float_format="%.6g"))
     if args.write_tuning:

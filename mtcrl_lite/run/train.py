@@ -353,6 +353,21 @@ def load_trained(run_dir, device="cpu"):
     return method, cfg, data
 
 
+# what the command lines (train, grid.sweep, grid.search) print in one line, without a traceback
+INPUT_ERRORS = (KeyError, ValueError, RunDirConflict)  # exit code 2: the arguments, the config, a run folder
+RUN_ERRORS = (DataMissingError, NonFiniteLossError, RunWriteError)  # exit code 1: the data, divergence, the disk
+CLI_ERRORS = INPUT_ERRORS + RUN_ERRORS
+
+
+def print_error(e: BaseException) -> int:
+    """Print one of CLI_ERRORS on stderr as `error: <message>`; returns its exit code."""
+    if isinstance(e, RUN_ERRORS):
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)  # a KeyError's message without its quotes
+    return 2
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtcrl_lite.run.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)
@@ -388,12 +403,8 @@ def main(argv=None) -> int:
         )
         rank = D.init_from_env(cfg.train.device)[0]  # under torchrun: join its process group
         out = run(cfg, args.out, force=args.force, progress=not args.quiet)
-    except (KeyError, ValueError, RunDirConflict) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    except (DataMissingError, NonFiniteLossError, RunWriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except CLI_ERRORS as e:
+        return print_error(e)
     finally:
         D.close()
     if rank > 0:
