@@ -46,7 +46,8 @@ def _write_run(d, method, seed, val_curve, selected):
         {"kind": "epoch", "epoch": i, "metrics": {"val": {"left": {"acc": v}, "right": {"acc": v}}}}
         for i, v in enumerate(val_curve)
     ]
-    rows.append({"kind": "final", "selected_epoch": selected, "primary": {"left": "acc", "right": "acc"}})
+    final = {"selected_epoch": selected, "metrics": rows[selected]["metrics"], "last10": rows[-1]["metrics"]}
+    rows.append({"kind": "final", **final, "primary": {"left": "acc", "right": "acc"}})
     (d / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return d
 

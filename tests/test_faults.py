@@ -1,11 +1,22 @@
 """Fault injection: every bad input or damaged file a new user may meet ends in a clear error (naming the file, the
 value and the fix) or a correct result. Each case is one line of a table below; adding a case is adding a line."""
 
+import collections
+import contextlib
+import errno
+import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import typing
+import warnings
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import interrupted_at
@@ -13,12 +24,19 @@ from helpers import interrupted_at
 from mtcrl_lite.baselines import surgery as S
 from mtcrl_lite.baselines.methods import METHODS
 from mtcrl_lite.core.hparams import validity
-from mtcrl_lite.data import DATASETS
+from mtcrl_lite.data import DATASETS, build_dataset, cityscapes, nyuv2
+from mtcrl_lite.data import taskonomy as TK
+from mtcrl_lite.data.__main__ import main as data_main
+from mtcrl_lite.data.__main__ import write_fixture
+from mtcrl_lite.grid.sweep import main as sweep_main
+from mtcrl_lite.grid.sweep import run_dir
 from mtcrl_lite.run import checkpoint as C
+from mtcrl_lite.run import config
 from mtcrl_lite.run import guards as G
+from mtcrl_lite.run import rundir as R
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import RANGES, SCALES, SECTIONS, _fields, make_config
-from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl
+from mtcrl_lite.run.rundir import CorruptFileError, atomic_write_text, collect, is_finished, read_json, read_jsonl, tidy
 
 # -- silent wrong results ---------------------------------------------------------------------------------------
 
@@ -192,6 +210,18 @@ def _cut(path, n_bytes):
     path.write_bytes(path.read_bytes()[:-n_bytes])
 
 
+def _append(path, row):
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _edit_line(path, n, edit):
+    """Line `n` (1-based) of a JSON-lines file replaced by edit(row)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[n - 1] = edit(rows[n - 1])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 RUN_DIR_CASES = [  # (case, damage of the interrupted run directory d, error on stderr); all exit with code 2
     (
         "results behind checkpoint",
@@ -226,6 +256,12 @@ RUN_DIR_CASES = [  # (case, damage of the interrupted run directory d, error on 
         lambda d: _cut(d / "config.json", 30),
         r"config\.json line \d+ is not valid JSON \(.*\): the file is truncated or damaged; rerun with --force",
     ),
+    (
+        "results garbage line",
+        lambda d: _append(d / "results.jsonl", {"garbage": True}),
+        r"results\.jsonl line 3 is not a line of a run's results \('kind' is None, not one of \['epoch', 'final'\]\)"
+        r": the file is truncated or damaged; rerun with --force",
+    ),
 ]
 INTERRUPTED = ["--epochs", "3"]
 
@@ -256,6 +292,335 @@ def test_intact_copy_resumes_and_force_clears_an_unparsable_config(interrupted, 
     assert train_main(capsys, d, *INTERRUPTED)[0] == 2
     assert train_main(capsys, d, *INTERRUPTED, "--force")[0] == 0
     assert read_json(d / "config.json")["train"]["epochs"] == 3 and is_finished(d)
+
+
+# A finished run (2 epochs + the final line) whose results.jsonl is damaged by lines that are valid JSON: reusing the
+# run and tabulating it both refuse the file, naming the line.
+
+FINISHED = ["--epochs", "2"]
+FINISHED_CASES = [  # (case, damage of results.jsonl, line, problem)
+    ("garbage line", lambda p: _append(p, {"garbage": True}), 4, r"'kind' is None"),
+    ("epoch line without metrics", lambda p: _edit_line(p, 2, lambda r: {**r, "metrics": None}), 2, r"'metrics'"),
+    ("metric not a number", lambda p: _edit_line(p, 1, _metric_text), 1, r"epoch line: 'metrics' missing"),
+    ("epochs out of order", lambda p: _edit_line(p, 2, lambda r: {**r, "epoch": 0}), 2, r"epoch 0 where epoch 1"),
+    ("two final lines", lambda p: _append(p, json.loads(p.read_text().splitlines()[-1])), 4, r"after the final line"),
+    ("final line damaged", lambda p: _edit_line(p, 3, lambda r: {**r, "primary": 3}), 3, r"final line: 'primary'"),
+]
+
+
+def _metric_text(row):
+    row["metrics"]["val"]["left"]["acc"] = "0.5"
+    return row
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    d = tmp_path_factory.mktemp("finished") / "run"
+    assert T.main(["--dataset", "debug", "--method", "mtl", "--out", str(d), "--quiet", *TINY, *FINISHED]) == 0
+    return d
+
+
+@pytest.mark.parametrize("damage, line, problem", [c[1:] for c in FINISHED_CASES], ids=[c[0] for c in FINISHED_CASES])
+def test_a_bad_results_line_is_refused_on_reuse_and_tabulation(damage, line, problem, finished, tmp_path, capsys):
+    d = tmp_path / "run"
+    shutil.copytree(finished, d)
+    tidy(d)  # the intact copy tabulates
+    damage(d / "results.jsonl")
+    error = rf"results\.jsonl line {line} is not a line of a run's results \(.*{problem}.*\): .*; rerun with --force"
+    code, err = train_main(capsys, d, *FINISHED)
+    assert code == 2 and re.search(error, err) and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(CorruptFileError, match=error):
+        collect([d])
+    assert train_main(capsys, d, *FINISHED, "--force")[0] == 0 and len(tidy(d))  # the fix that the error names
+
+
+# A write that fails half-way (a full disk, simulated by the writer; and a real one on a small tmpfs when the tests
+# run as root): one line naming the file and the cause, no temporary file left, and the same command afterwards
+# resumes the run to the numbers of the run that never failed.
+
+
+def _fail_write(monkeypatch, name, nth, code):
+    """The nth write of a file `name` fails with OSError(code) after half of its bytes."""
+    real, count = R._write, collections.Counter()
+
+    def write(fd, data):
+        target = Path(os.readlink(f"/proc/self/fd/{fd}")).name[1:].rsplit(".", 1)[0]  # .<name>.<random hex>
+        count[target] += 1
+        if (target, count[target]) == (name, nth):
+            real(fd, data[: len(data) // 2])
+            raise OSError(code, os.strerror(code))
+        real(fd, data)
+
+    monkeypatch.setattr(R, "_write", write)
+
+
+def _without_time(rows):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def _fails_clearly(out, finished, capsys, error):
+    code, err = train_main(capsys, out, *FINISHED)
+    assert code == 1 and re.search(error, err) and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock") == []  # no temp
+
+
+WRITE_CASES = [  # (file, its nth write fails, errno, the cause and the fix on stderr)
+    ("config.json", 1, errno.ENOSPC, r"No space left on device\): the disk is full; free space on it"),
+    ("model_best.pt", 1, errno.ENOSPC, r"No space left on device"),
+    ("results.jsonl", 1, errno.ENOSPC, r"No space left on device"),
+    ("checkpoint.pt", 2, errno.ENOSPC, r"No space left on device"),
+    ("results.jsonl", 3, errno.ENOSPC, r"No space left on device"),  # the final line
+    ("checkpoint.pt", 1, errno.EIO, r"Input/output error\): fix the cause"),
+]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a descriptor's file from Linux's /proc")
+@pytest.mark.parametrize(
+    "name, nth, code, why", WRITE_CASES, ids=[f"{c[0]} #{c[1]} {errno.errorcode[c[2]]}" for c in WRITE_CASES]
+)
+def test_a_failed_write_is_a_clear_error_and_the_run_resumes(
+    name, nth, code, why, finished, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _fail_write(m, name, nth, code)
+        _fails_clearly(out, finished, capsys, rf"^error: cannot write {re.escape(str(out / name))} \({why}")
+    assert train_main(capsys, out, *FINISHED)[0] == 0
+    assert _without_time(read_jsonl(out / "results.jsonl")) == _without_time(read_jsonl(finished / "results.jsonl"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounts a tmpfs (root)")
+def test_a_full_tmpfs_is_a_clear_error_and_the_run_resumes_once_space_is_freed(finished, tmp_path, capsys):
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(fs)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = fs / "run"
+        (fs / "filler").write_bytes(bytes(232_000))  # leaves 6 pages of 4 KiB: config.json fits, the checkpoints do not
+        _fails_clearly(out, finished, capsys, r"^error: cannot write .*\(No space left on device\)")
+        (fs / "filler").unlink()
+        assert train_main(capsys, out, *FINISHED)[0] == 0
+        assert _without_time(read_jsonl(out / "results.jsonl")) == _without_time(read_jsonl(finished / "results.jsonl"))
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
+
+
+TUNED_DAMAGE = [  # (case, contents of a damaged tuning/tuned.json, error)
+    ("truncated", '{"debug": {"mtl": {"values": {"train.lr": 0.0', r"tuned\.json line 1 is not valid JSON"),
+    ("not a table", '["debug"]', r"tuned\.json is not a table"),
+]
+
+
+@pytest.mark.parametrize("text, error", [c[1:] for c in TUNED_DAMAGE], ids=[c[0] for c in TUNED_DAMAGE])
+def test_damaged_tuned_json_names_a_fix_that_works(text, error, tmp_path, capsys, monkeypatch):
+    tuned = tmp_path / "tuning" / "tuned.json"
+    tuned.parent.mkdir()
+    tuned.write_text(text)
+    monkeypatch.setattr(config, "TUNED_PATH", tuned)
+    fix = rf"restore it from git \(git checkout -- {re.escape(str(tuned))}\); .* pass --untuned"
+    for extra in ([], ["--force"]):  # --force does not help: the file is not part of the run
+        code, err = train_main(capsys, tmp_path / "run", "--epochs", "1", *extra)
+        assert code == 2 and re.search(error + ".*" + fix, err) and "--force" not in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert train_main(capsys, tmp_path / "run", "--epochs", "1", "--untuned")[0] == 0  # the first fix it names
+    shutil.copy(config.REPO_ROOT / "tuning" / "tuned.json", tuned)  # the other: the file as committed
+    assert train_main(capsys, tmp_path / "run2", "--epochs", "1")[0] == 0
+
+
+# Damaged files of the datasets read from disk (the fixtures of `python -m mtcrl_lite.data fixture`): the run stops
+# with one line naming the dataset, the file, why and the fix, before its first epoch when the file is one of the
+# validation or test samples; `python -m mtcrl_lite.data check` lists it, and passes once it is restored.
+
+
+def _truncate(path):  # what `truncate -s 100` does
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _garble(path):  # random bytes over the file
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+
+
+def _cut_header(path):  # inside the .npy header (128 bytes)
+    path.write_bytes(path.read_bytes()[:90])
+
+
+DATA_CASES = [  # (case, dataset, layout, sample of which part, file of which folder, damage, why, extra arguments)
+    ("taskonomy depth truncated", "taskonomy", "", "train", "depth_zbuffer", _truncate, r"image file is truncated", []),
+    ("taskonomy val rgb garbled", "taskonomy", "", "val", "rgb", _garble, r"cannot identify image file", []),
+    (
+        "taskonomy, 1 loader worker",
+        "taskonomy",
+        "",
+        "test",
+        "normal",
+        _garble,
+        r"cannot identify image file",
+        ["--set", "train.num_workers=1"],
+    ),
+    ("nyuv2 label header cut", "nyuv2", "mtan", "val", "label", _cut_header, r"EOF: reading array header", []),
+    ("nyuv2 image data cut", "nyuv2", "mtan", "test", "image", lambda p: _cut(p, 20), r"Failed to read all data", []),
+    ("cityscapes depth garbled", "cityscapes", "mtan", "train", "depth", _garble, r"not a \.npy file", []),
+    ("cityscapes official disparity", "cityscapes", "official", "test", "disparity", _truncate, r"truncated", []),
+]
+
+
+@pytest.mark.parametrize(
+    "name, layout, part, folder, damage, why, extra", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES]
+)
+def test_a_damaged_data_file_is_named_with_the_fix(name, layout, part, folder, damage, why, extra, tmp_path, capsys):
+    root, out = tmp_path / "data", tmp_path / "run"
+    write_fixture(name, str(root), views=3, size=32, seed=0, layout=layout or "mtan")
+    data_set = {"root": str(root), **({"layout": layout} if name == "cityscapes" else {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixtures hold a few of the listed buildings and cities
+        data = build_dataset(name, DATASETS[name][0](**data_set))
+    split = next(iter(data.train_envs.values())) if part == "train" else getattr(data, part)
+    path = split.items[0].path(folder)
+    damage(path)
+    sets = [a for k, v in data_set.items() for a in ("--set", f"data.{k}={v}")]
+    argv = ["--dataset", name, "--method", "mtl", "--smoke", "--epochs", "1", "--out", str(out), "--quiet"]
+    code, err = T.main(argv + sets + extra), capsys.readouterr().err
+    error = rf"^error: {name}: {re.escape(str(path))} cannot be read \(.*{why}.*\): the file is damaged; restore it"
+    assert code == 2 and re.search(error + rf".*data check {name} DATA_ROOT$", err) and err.count("\n") == 1, err
+    if part != "train":  # found by reading the validation and test files before the first epoch
+        assert not (out / "config.json").exists()
+    check = ["check", name, str(root), *(["--layout", layout] if layout else [])]
+    code, err = data_main(check), capsys.readouterr().err
+    assert code == 1 and re.search(rf"1 of \d+ samples cannot be read:\n {{4}}{error[8:]}", err), err
+    write_fixture(name, str(root), views=3, size=32, seed=0, layout=layout or "mtan")  # restored
+    assert data_main(check) == 0 and f"{name}: all " in capsys.readouterr().out
+
+
+MISSING_CASES = [  # (dataset, fixture writer leaving out one label file, count recorded in config.json)
+    (
+        "taskonomy",
+        lambda d: TK.write_fixture(d, size=16, views_per_building=2, leave_out="normal"),
+        {"normal": 1, **dict.fromkeys(["depth_zbuffer", "edge_texture", "keypoints2d", "segment_semantic"], 0)},
+    ),
+    ("nyuv2", lambda d: nyuv2.write_fixture(d, leave_out="depth"), 1),
+    ("cityscapes", lambda d: cityscapes.write_fixture(d, leave_out="label_7"), 1),
+]
+
+
+@pytest.mark.parametrize("name, write, recorded", MISSING_CASES, ids=[c[0] for c in MISSING_CASES])
+def test_skipped_missing_labels_are_said_and_recorded(name, write, recorded, tmp_path, capsys):
+    root, out = write(tmp_path / "data"), tmp_path / "run"
+    argv = ["--dataset", name, "--method", "mtl", "--smoke", "--epochs", "1", "--quiet", "--set", f"data.root={root}"]
+    assert T.main([*argv, "--out", str(out)]) == 1 and "data.missing_labels=invalid" in capsys.readouterr().err
+    assert T.main([*argv, "--out", str(out), "--set", "data.missing_labels=invalid"]) == 0
+    said = rf"^{name}: 1 label file\(s\) missing.*: those samples are unlabelled .*recorded in config\.json"
+    assert re.search(said, capsys.readouterr().out, re.M)
+    assert read_json(out / "config.json")["missing_label_files"] == recorded
+
+
+# One writer per run directory: a second writer (a second sweep, a notebook, a rerun with --force) is refused while the
+# first holds the directory's lock, and the lock goes with the process that holds it, kill -9 included.
+
+HOLD = (
+    "import sys, time; from pathlib import Path; from mtcrl_lite.run.guards import RunDirLock; "
+    "lock = RunDirLock(); lock.acquire(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)"
+)
+
+
+def _hold_lock(out):
+    """A process that takes the lock of run directory `out` and sleeps."""
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def _lock_free(out):
+    try:
+        with G.RunDirLock() as lock:
+            lock.acquire(out)
+        return True
+    except G.RunDirConflict:
+        return False
+
+
+def _busy(out, pid):
+    return rf"^error: {re.escape(str(out))} is being written by pid {pid} on .* since .*; two writers would mix"
+
+
+LOCK_CASES = [  # (case, who holds the lock, arguments of the second writer)
+    ("another process", "process", []),
+    ("another process, --force", "process", ["--force"]),
+    ("this process (a notebook)", "here", []),
+]
+
+
+@pytest.mark.parametrize("holder, extra", [c[1:] for c in LOCK_CASES], ids=[c[0] for c in LOCK_CASES])
+def test_a_second_writer_is_refused_until_the_first_ends(holder, extra, interrupted, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(interrupted, out)
+    files = lambda: {p.name: p.read_bytes() for p in out.iterdir() if p.name != G.LOCK}  # noqa: E731
+    before, lock = files(), G.RunDirLock()
+    proc = _hold_lock(out) if holder == "process" else lock.acquire(out)
+    try:
+        code, err = train_main(capsys, out, *INTERRUPTED, *extra)
+        assert code == 2 and re.search(_busy(out, proc.pid if proc else os.getpid()), err), err
+        assert files() == before  # untouched, --force too
+    finally:
+        if proc:
+            proc.kill()  # kill -9: the operating system releases the lock
+            proc.wait()
+        lock.release()
+    assert train_main(capsys, out, *INTERRUPTED)[0] == 0 and is_finished(out)
+
+
+def test_a_second_sweep_is_refused_too(tmp_path, capsys):
+    cfg = make_config("debug", "mtl", 0, overrides={**TINY_OVERRIDES, "train.epochs": 1})
+    d = run_dir(tmp_path, cfg)
+    d.mkdir(parents=True)
+    argv = ["--dataset", "debug", "--methods", "mtl", "--seeds", "0", "--out", str(tmp_path), *TINY]
+    with G.RunDirLock() as lock:
+        lock.acquire(d)
+        code, err = sweep_main([*argv, "--set", "train.epochs=1"]), capsys.readouterr().err
+    assert code == 2 and re.search(_busy(d, os.getpid())[1:], err) and "Traceback" not in err, err  # after tqdm's bar
+    assert sweep_main([*argv, "--set", "train.epochs=1"]) == 0 and is_finished(d)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers in Linux's /proc")
+def test_a_killed_torchrun_agent_leaves_its_workers_holding_the_lock(tmp_path, capsys):
+    """kill -9 of the torchrun agent leaves its workers running (orphans that still write the run); their rank 0
+    keeps the lock, so a rerun started meanwhile is refused, naming it, and gets through once they are gone."""
+    out, workers = tmp_path / "run", []
+    args = ["--dataset", "debug", "--method", "mtl", "--out", str(out), "--quiet", *TINY, "--epochs", "100000"]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+        + ["mtcrl_lite.run.train", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "results.jsonl").exists():  # the workers train
+            assert agent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        rank0 = int((out / G.LOCK).read_text().split()[1])
+        workers = [
+            int(p) for t in Path(f"/proc/{agent.pid}/task").iterdir() for p in (t / "children").read_text().split()
+        ]
+        assert rank0 in workers and len(workers) == 2
+        agent.kill()
+        agent.wait()
+        for pid in workers:
+            os.kill(pid, 0)  # the orphaned workers still run: each has a session of its own
+        code, err = T.main(args), capsys.readouterr().err
+        assert code == 2 and re.search(_busy(out, rank0), err), err
+    finally:
+        agent.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not _lock_free(out):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    code, err = T.main(args), capsys.readouterr().err  # the lock is free: what stops this rerun is the world size
+    assert code == 2 and "was started on 2 process(es) and is resumed on 1" in err, err
 
 
 # -- divergence, inactive penalties, file modes, the best weights ---------------------------------------------------

@@ -92,7 +92,8 @@ def test_graph_selection_reads_final_graphs_and_skips_models_without_one(tmp_pat
         d = tmp_path / name
         d.mkdir()
         (d / "config.json").write_text(json.dumps({"method": "mtcrl" if a else "mtl", "seed": 3, "hp": hp}))
-        (d / "results.jsonl").write_text(json.dumps({"kind": "final", "A": a}) + "\n")
+        final = {"kind": "final", "selected_epoch": 0, "metrics": {}, "last10": {}, "primary": {}, "A": a}
+        (d / "results.jsonl").write_text(json.dumps(final) + "\n")
     table = I.graph_selection([tmp_path / "r1", tmp_path / "r2"])
     assert len(table) == 1
     row = table.iloc[0]

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.paths import REPO_ROOT, results_root
-from mtcrl_lite.run.config import BORROWS, TUNED_PATH
+from mtcrl_lite.run.config import BORROWS, read_tuned
 from mtcrl_lite.run.rundir import CorruptFileError, final_line, is_finished, read_json
 
 RECORD = REPO_ROOT / "results" / "record" / "runs.csv"
@@ -101,7 +101,7 @@ def build(root: Path | None = None, studies: list[str] | None = None) -> pd.Data
     """The record of every finished run under `root` (default: the results root), smoke runs and the record itself
     excluded; `studies` keeps only those top-level folders."""
     root = Path(root or results_root())
-    tuned_table = read_json(TUNED_PATH) if TUNED_PATH.exists() else {}
+    tuned_table = read_tuned()
     rows = []
     for cfg in sorted(root.glob("**/config.json")):
         d = cfg.parent

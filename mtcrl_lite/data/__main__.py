@@ -1,7 +1,9 @@
 import argparse
 import sys
 
-from mtcrl_lite.data.sources import FETCHERS, fetch
+from tqdm.auto import tqdm
+
+from mtcrl_lite.data.sources import CHECK_HINT, FETCHERS, DataMissingError, fetch
 
 # datasets that cannot be fetched here, whose layout `fixture` writes in miniature
 FIXTURES = ("taskonomy", "nyuv2", "cityscapes")
@@ -45,6 +47,23 @@ def write_fixture(name: str, folder: str, views: int, size: int, seed: int, layo
     raise KeyError(f"no fixture for {name!r}; valid: {FIXTURES}")
 
 
+def check(name: str, root: str, layout: str = "mtan", missing_labels: str = "error") -> tuple[int, list[str]]:
+    """Read every sample of dataset `name` under `root` once, as training reads it: (number of samples, one error per
+    sample that cannot be read). A missing folder or label file (missing_labels="error") fails the build itself."""
+    from mtcrl_lite.data import DATASETS, build_dataset
+
+    extra = {"layout": layout} if name == "cityscapes" else {}
+    data = build_dataset(name, DATASETS[name][0](root=root, missing_labels=missing_labels, **extra))
+    samples = [(s, item) for s in (*data.train_envs.values(), data.val, data.test) for item in s.items]
+    errors = []
+    for split, item in tqdm(samples, desc=f"{name}: reading", leave=False, disable=None):
+        try:
+            split.read(item)
+        except (DataMissingError, ValueError) as e:
+            errors.append(str(e).replace(CHECK_HINT.format(name=name), ""))
+    return len(samples), errors
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mtcrl_lite.data")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -58,6 +77,13 @@ def main(argv=None) -> int:
     x.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--layout", default="mtan", choices=["mtan", "official"], help="cityscapes: which layout")
+    c = sub.add_parser("check", help="read every file of a dataset on disk once; list those that cannot be read")
+    c.add_argument("name", choices=FIXTURES)
+    c.add_argument("root", help="the dataset root (data.root)")
+    c.add_argument("--layout", default="mtan", choices=["mtan", "official"], help="cityscapes: which layout")
+    c.add_argument(
+        "--missing-labels", default="error", choices=["error", "invalid"], help="data.missing_labels (as in training)"
+    )
     m = sub.add_parser(
         "nyuv2-manifest",
         help="write ROOT/scene_types.csv from the official NYUv2 files "
@@ -71,6 +97,17 @@ def main(argv=None) -> int:
         from mtcrl_lite.data.nyuv2_manifest import write_manifest_from_official
 
         print(f"wrote {write_manifest_from_official(args.labeled, args.splits, args.root)}")
+        return 0
+    if args.cmd == "check":
+        try:
+            n, errors = check(args.name, args.root, args.layout, args.missing_labels)
+        except (DataMissingError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if errors:
+            print(f"error: {len(errors)} of {n} samples cannot be read:", *errors, sep="\n    ", file=sys.stderr)
+            return 1
+        print(f"{args.name}: all {n} samples under {args.root} read")
         return 0
     if args.cmd == "fixture":
         print(write_fixture(args.name, args.dir, args.views, args.size, args.seed, args.layout))

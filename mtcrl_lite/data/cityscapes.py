@@ -45,7 +45,7 @@ import numpy as np
 from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.data import mtan
 from mtcrl_lite.data.base import FileSplit, MTLData
-from mtcrl_lite.data.sources import DataMissingError
+from mtcrl_lite.data.sources import DataMissingError, open_image
 from mtcrl_lite.paths import data_root
 
 CLASS_NAMES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")  # categoryId 1..7
@@ -149,11 +149,7 @@ class OfficialItem:
 
 
 def _open(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-    return im
+    return open_image("cityscapes", path)
 
 
 def decode_labels(raw: np.ndarray, lut: np.ndarray, path="gtFine") -> np.ndarray:

@@ -21,6 +21,7 @@ CSV `split,index,<key>` giving the group of every sample of the MTAN folders (sp
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtcrl_lite.data.sources import DataMissingError
+from mtcrl_lite.data.sources import DataMissingError, read_file
 
 if TYPE_CHECKING:
     from mtcrl_lite.data.base import MTLData
@@ -185,11 +186,18 @@ def unit_or_nan(v: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(n, -1, 0))
 
 
+def _load_npy(path: Path, mmap_mode=None) -> np.ndarray:
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":  # else np.load tries pickle, and its error suggests allow_pickle=True
+            raise ValueError("not a .npy file")
+    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+
+
 def load_npy(path: Path, shape_tail: tuple, name: str) -> np.ndarray:
     """np.load of one array whose trailing axes must be `shape_tail` (None = any); errors name the file."""
     if not path.exists():
         raise DataMissingError(f"{name}: file {path} is missing; restore it (or set data.missing_labels=invalid)")
-    a = np.load(path, allow_pickle=False)
+    a = read_file(name, path, _load_npy)
     want = len(shape_tail)
     if a.ndim != want or any(s is not None and a.shape[k] != s for k, s in enumerate(shape_tail)):
         want_text = tuple("*" if s is None else s for s in shape_tail)
@@ -267,8 +275,8 @@ def read_mtan(item: MtanItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return x, y
 
 
-def stored_hw(path: Path) -> tuple[int, int]:
-    return tuple(np.load(path, mmap_mode="r").shape[:2])
+def stored_hw(path: Path, name: str) -> tuple[int, int]:
+    return tuple(read_file(name, path, functools.partial(_load_npy, mmap_mode="r")).shape[:2])
 
 
 def assign_parts(
@@ -330,7 +338,7 @@ def build_mtan(
         )
     if missing and cfg.missing_labels == "error":
         raise missing_files_error(name, missing, root)
-    hw = out_hw(stored_hw(root / "train" / "image" / f"{index['train'][0]}.npy"), cfg.size)
+    hw = out_hw(stored_hw(root / "train" / "image" / f"{index['train'][0]}.npy", name), cfg.size)
     spec = MtanSpec(name, str(root), tuple((t, *task_specs[t]) for t in names), hw, cfg.missing_labels)
     samples = {s: [MtanItem(spec, s, i) for i in index[s]] for s in MTAN_SPLITS}
     keys = None

@@ -50,8 +50,55 @@ DEBIAN_PACKAGE = {"fashion": ("dataset-fashion-mnist", "usr/share/datasets/fashi
 PYPI_WHEEL = {"movielens": ("recbole==1.2.1", "recbole/dataset_example/ml-100k/")}
 
 
-class DataMissingError(FileNotFoundError):
+class _FromWorker:
+    """An error raised in a DataLoader worker reaches the training process rebuilt by torch (ExceptionWrapper) as
+    X("Caught X in DataLoader worker process N.\nOriginal Traceback ...\nX: <message>"): keep <message>, so that the
+    CLI prints the one line it prints for the same error without workers."""
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str) and args[0].startswith(f"Caught {type(self).__name__} "):
+            args = (args[0].rsplit(f"{type(self).__name__}: ", 1)[-1].rstrip(), *args[1:])
+        super().__init__(*args)
+
+
+class DataMissingError(_FromWorker, FileNotFoundError):
     """Raised by loaders when the cache lacks a dataset; the message holds the fetch command."""
+
+
+class DataFileError(_FromWorker, ValueError):
+    """A file of a dataset exists but cannot be read (truncated, overwritten, another format); the message names the
+    dataset, the file and the fix."""
+
+
+CHECK_HINT = "; find every other damaged file with: python -m mtcrl_lite.data check {name} DATA_ROOT"
+
+
+def read_file(name: str, path: Path, read):
+    """read(path) for one file of dataset `name`: a missing or unreadable file is an error naming the dataset, the
+    file, why, and the fix (`python -m mtcrl_lite.data check` finds every damaged file of a dataset)."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise DataMissingError(f"{name}: file {path} is missing; restore it from your copy of the dataset") from None
+    except Exception as e:  # PIL: OSError (truncated), UnidentifiedImageError, SyntaxError; numpy: ValueError
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataFileError(
+            f"{name}: {path} cannot be read ({why}): the file is damaged; restore it from your copy of the "
+            f"dataset{CHECK_HINT.format(name=name)}"
+        ) from None
+
+
+def _load_image(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+    return im
+
+
+def open_image(name: str, path: Path):
+    """The PIL image in `path`, decoded (so that a truncated file fails here, naming it)."""
+    return read_file(name, path, _load_image)
 
 
 def fetch_command(name: str, root: Path | None = None) -> str:

@@ -61,7 +61,7 @@ import numpy as np
 
 from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.data.base import FileSplit, MTLData
-from mtcrl_lite.data.sources import DataMissingError
+from mtcrl_lite.data.sources import DataMissingError, open_image
 from mtcrl_lite.paths import data_root
 
 TASK_NAMES = ("segment_semantic", "depth_zbuffer", "normal", "keypoints2d", "edge_texture")
@@ -179,11 +179,7 @@ def resize_nearest(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _open(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-    return im
+    return open_image("taskonomy", path)
 
 
 def _gray16(path: Path) -> np.ndarray:

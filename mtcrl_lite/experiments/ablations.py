@@ -22,7 +22,7 @@ import pandas as pd
 
 from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.run.config import make_config
-from mtcrl_lite.run.rundir import collect, final_line, read_json, read_jsonl
+from mtcrl_lite.run.rundir import collect, final_line, read_json, read_results
 
 # label -> (method, overrides on top of the dataset's preset and tuned values). Order = table order.
 BASELINES = {
@@ -185,7 +185,7 @@ def convergence(run_dirs, tail: float = 0.2) -> pd.DataFrame:
     rows = []
     for d in run_dirs:
         cfg = read_json(Path(d) / "config.json")
-        lines = read_jsonl(Path(d) / "results.jsonl")
+        lines = read_results(d)
         final = lines[-1]
         # the run's own selection score (evaluation.selection_score): primary metrics signed so that higher is better
         scores = [

@@ -42,8 +42,19 @@ from mtcrl_lite.core.tasks import HIGHER_IS_BETTER
 from mtcrl_lite.grid.launch import slurm_parameters
 from mtcrl_lite.grid.sweep import add_launcher_args, failure, run_configs
 from mtcrl_lite.models.networks import n_modules
-from mtcrl_lite.run.config import SECTIONS, TUNED_PATH, _fields, _locate, get_value, make_config, parse_sets, typed
+from mtcrl_lite.run.config import (
+    SECTIONS,
+    TUNED_PATH,
+    _fields,
+    _locate,
+    get_value,
+    make_config,
+    parse_sets,
+    read_tuned,
+    typed,
+)
 from mtcrl_lite.run.rundir import atomic_write_text, final_line, is_finished, read_json
+from mtcrl_lite.run.train import CLI_ERRORS, print_error
 
 # Shared fields a dataset keeps fixed, with the reason (every other field with a range is searched).
 PINNED: dict[str, dict[str, str]] = {
@@ -391,7 +402,7 @@ def write_tuning(table: pd.DataFrame, tuning_dir, command: str) -> tuple[Path, P
         )
     atomic_write_text(csv, table.to_csv(index=False, float_format="%.6g"))
     path = tuning_dir / "tuned.json"
-    tuned = read_json(path) if path.exists() else {}
+    tuned = read_tuned(path)
     entry = tuned.setdefault(dataset, {})
     best = _best(table[table.method.isin(searched)], "val_score")
     for method, row in best.items():
@@ -464,9 +475,8 @@ def main(argv=None) -> int:
             launcher=args.launcher,
             slurm=slurm_parameters(args.slurm),
         )
-    except (KeyError, ValueError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    except CLI_ERRORS as e:
+        return print_error(e)
     table = search_table(dirs)
     atomic_write_text(Path(args.out) / "search.csv", table.to_csv(index=False, float_format="%.6g"))
     if args.write_tuning:

@@ -25,7 +25,7 @@ from mtcrl_lite.grid.launch import LAUNCHERS, launch, sbatch_script, slurm_param
 from mtcrl_lite.run.checkpoint import discard_state
 from mtcrl_lite.run.config import make_config, parse_sets
 from mtcrl_lite.run.rundir import atomic_write_text, collect, is_finished, read_json
-from mtcrl_lite.run.train import run
+from mtcrl_lite.run.train import CLI_ERRORS, print_error, run
 
 FAILED = "failed.json"
 
@@ -122,8 +122,7 @@ def reusable(cfg, d: Path, force: bool) -> bool:
     old = failure(d)
     if old is not None:
         return old.get("digest") == cfg.digest()
-    path = Path(d) / "config.json"
-    return path.exists() and read_json(path).get("digest") == cfg.digest() and is_finished(d)
+    return is_finished(d, cfg.digest())
 
 
 def submitit_folder(dirs) -> Path:
@@ -244,9 +243,8 @@ def main(argv=None) -> int:
             launcher=args.launcher,
             slurm=slurm,
         )
-    except (KeyError, ValueError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    except CLI_ERRORS as e:
+        return print_error(e)
     df = collect(dirs)
     metric = df.metric[df.primary.astype(bool)].iloc[0] if len(df) else "acc"  # e.g. rmse for MovieLens
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -9,9 +9,12 @@ written before the checksum existed load unchecked.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import torch
+
+from mtcrl_lite.run.rundir import atomic_write_bytes
 
 CHECKPOINT, BEST = "checkpoint.pt", "model_best.pt"
 
@@ -46,9 +49,10 @@ def checksum(obj) -> str:
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({**obj, "sha256": checksum(obj)}, tmp)
-    tmp.replace(path)
+    """Serialised in memory first: torch.save into a file on a full disk fails with an error that names neither."""
+    buf = io.BytesIO()
+    torch.save({**obj, "sha256": checksum(obj)}, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load(path: Path, device, fix: str) -> dict:

@@ -24,13 +24,14 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mtcrl_lite.baselines.methods import default_hparams, get_method
 from mtcrl_lite.core.hparams import hp
 from mtcrl_lite.data import DATASETS
 from mtcrl_lite.models.networks import ModelConfig
 from mtcrl_lite.paths import REPO_ROOT
-from mtcrl_lite.run.rundir import read_json
+from mtcrl_lite.run.rundir import CorruptFileError, read_json
 from mtcrl_lite.run.schedule import SCHEDULES
 
 TUNED_PATH = REPO_ROOT / "tuning" / "tuned.json"  # {dataset: {method: {"values": {key: value}, provenance...}}}
@@ -439,14 +440,27 @@ def typed(cfg: RunConfig, key: str, value):
     return typ(value)
 
 
+def read_tuned(path=None) -> dict:
+    """The table of tuning/tuned.json ({} if there is none); a damaged file is an error that names a fix that works
+    (--force does not: the file is not part of a run)."""
+    path = TUNED_PATH if path is None else Path(path)
+    fix = (
+        f"restore it from git (git checkout -- {path}); to train without it meanwhile, pass --untuned "
+        f"(the registry defaults)"
+    )
+    try:
+        table = read_json(path, fix)
+    except FileNotFoundError:
+        return {}
+    if not (isinstance(table, dict) and all(isinstance(e, dict) for e in table.values())):
+        raise CorruptFileError(f"{path} is not a table {{dataset: {{method: {{...}}}}}}: it is damaged; {fix}")
+    return table
+
+
 def tuned_values(dataset: str, method: str, path=None) -> dict[str, object]:
     """{key: value} of (dataset, method) in tuning/tuned.json ({} if the file or the entry is absent); a method
     without an entry of its own on a dataset that BORROWS reads the entry of the dataset it borrows from."""
-    path = TUNED_PATH if path is None else path
-    try:
-        table = read_json(path)
-    except FileNotFoundError:
-        return {}
+    table = read_tuned(path)
     entry = (table.get(dataset) or {}).get(method) or (table.get(BORROWS.get(dataset, dataset)) or {}).get(method)
     return dict((entry or {}).get("values") or {})
 

@@ -1,4 +1,5 @@
-"""Run-time guards of the runner: divergence, penalties that a dataset makes inactive, and the output directory.
+"""Run-time guards of the runner: divergence, penalties that a dataset makes inactive, the output directory and its
+one writer.
 
 Divergence (DivergenceMonitor, after every training step): a run stops with TrainingDiverged when
 
@@ -14,9 +15,12 @@ step, the largest loss term and the learning rate.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -29,6 +33,11 @@ DIVERGENCE_FLOOR = 1.0  # ... (or times this floor, when the minimum is smaller)
 
 class TrainingDiverged(NonFiniteLossError):
     pass
+
+
+class RunDirConflict(RuntimeError):
+    """The run directory cannot be trained as asked (another config, another writer, ...); the message says why and
+    what to do."""
 
 
 class DivergenceMonitor:
@@ -115,3 +124,43 @@ def prepare_out_dir(out: Path) -> None:
             f"--out {out} cannot be written ({e.strerror or e}); choose a writable directory with "
             f"--out, or fix its permissions"
         ) from None
+
+
+LOCK = ".lock"  # in the run directory; kept after the run (removing it would let two writers lock two files)
+
+
+class RunDirLock:
+    """One writer per run directory: acquire(out) takes an exclusive flock on out/.lock, or raises RunDirConflict
+    naming the process that holds it. The lock belongs to the open file, so it is released by release(), by the end
+    of the `with` block, or by the operating system when the process dies, kill -9 included: it never goes stale.
+    Under torchrun rank 0 alone takes it (it alone writes the run directory); a torchrun agent killed with -9 leaves
+    its workers running, and their rank 0 keeps the lock until they end."""
+
+    def __init__(self):
+        self.fd = None
+
+    def acquire(self, out: Path) -> None:
+        fd = os.open(Path(out) / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirConflict(
+                f"{out} is being written by {holder}; two writers would mix their files. Wait for that run to "
+                f"end, or stop it if it should not run (a killed writer releases the directory at once)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 from mtcrl_lite import __version__
 from mtcrl_lite.baselines.methods import NonFiniteLossError, get_method
-from mtcrl_lite.data import DATASETS, DataMissingError, MTLData, build_dataset
+from mtcrl_lite.data import DATASETS, ArraySplit, DataMissingError, MTLData, build_dataset
 from mtcrl_lite.data.batching import (  # noqa: F401  (epoch_plan, to_batch: API)
     epoch_plan,
+    eval_batches,
     to_batch,
     to_device,
     train_steps,
@@ -43,13 +44,17 @@ from mtcrl_lite.paths import REPO_ROOT
 from mtcrl_lite.run.checkpoint import CHECKPOINT, discard_state, load_best, load_state, save_best, save_state
 from mtcrl_lite.run.config import RunConfig, config_from_dict, make_config, parse_sets
 from mtcrl_lite.run.evaluate import evaluate, finalize
-from mtcrl_lite.run.guards import DivergenceMonitor, InactivePenaltyWarning, inactive_penalties, prepare_out_dir
-from mtcrl_lite.run.rundir import atomic_write_text, is_finished, read_json, read_jsonl, write_jsonl
+from mtcrl_lite.run.guards import (
+    LOCK,
+    DivergenceMonitor,
+    InactivePenaltyWarning,
+    RunDirConflict,
+    RunDirLock,
+    inactive_penalties,
+    prepare_out_dir,
+)
+from mtcrl_lite.run.rundir import RunWriteError, atomic_write_text, is_finished, read_json, read_results, write_jsonl
 from mtcrl_lite.run.schedule import lr_factor, set_lr
-
-
-class RunDirConflict(RuntimeError):
-    pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,19 +157,53 @@ def build_method(cfg: RunConfig, data: MTLData, device):
     return spec.cls(model, data.tasks, cfg.hp, cfg.train.lr, cfg.train.weight_decay, list(data.train_envs))
 
 
-def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
-    """True if `out` already holds this finished run (reuse it); otherwise make it ready for training."""
+def check_eval_files(data: MTLData, chunk: int, num_workers: int, log) -> None:
+    """Read the validation and test samples once before the first epoch, so that a damaged file among them stops the
+    run now, naming it, rather than after an epoch of training. Every epoch's evaluation reads them all anyway, so
+    this costs less than one epoch's evaluation; in-memory splits were read when the dataset was built."""
+    lazy = [s for s in (data.val, data.test) if not isinstance(s, ArraySplit)]
+    t0 = time.perf_counter()
+    for split in lazy:
+        for _ in eval_batches(split, None, chunk, num_workers):
+            pass
+    if lazy:
+        log(f"read all {sum(map(len, lazy))} validation and test samples in {time.perf_counter() - t0:.1f} s")
+
+
+def missing_labels(data: MTLData, log) -> dict | int | None:
+    """The count of missing label files that the dataset keeps unlabelled (data.missing_labels=invalid), said once;
+    run() records it in config.json. None for datasets without label files."""
+    n = data.info.get("missing_label_files")
+    total = sum(n.values()) if isinstance(n, dict) else n
+    if total:
+        each = f" ({', '.join(f'{t} {k}' for t, k in n.items() if k)})" if isinstance(n, dict) else ""
+        log(
+            f"{data.name}: {total} label file(s) missing{each}: those samples are unlabelled for that task "
+            f"(data.missing_labels=invalid); recorded in config.json as missing_label_files"
+        )
+    return n
+
+
+def _claim_out_dir(out: Path, digest: str, force: bool, log, lock: RunDirLock) -> bool:
+    """True if `out` already holds this finished run (reuse it); otherwise lock it and make it ready for training."""
+    if not force and is_finished(out, digest):  # reading needs no lock: a read-only copy of finished runs is reused
+        log(f"reusing finished run {out}")
+        return True
+    prepare_out_dir(out)  # an existing file or a read-only directory fails here, before any training
+    lock.acquire(out)  # and from here on, this process alone writes `out`
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = {} if force else read_json(cfg_path)  # --force clears even a config.json that cannot be parsed
         if force:
-            shutil.rmtree(out)
+            for p in out.iterdir():
+                if p.name != LOCK:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         elif old.get("digest") != digest:
             raise RunDirConflict(
                 f"{out} holds a run with another config (digest {old.get('digest')} != {digest}); "
                 f"pass --force to overwrite it or choose another --out"
             )
-        elif is_finished(out):
+        elif is_finished(out):  # finished by the writer that held the lock until now
             log(f"reusing finished run {out}")
             return True
         elif (out / CHECKPOINT).exists() and old.get("world_size", 1) != D.world()[1]:
@@ -173,7 +212,6 @@ def _claim_out_dir(out: Path, digest: str, force: bool, log) -> bool:
                 f"{D.world()[1]}; resume it with torchrun --nproc_per_node={old.get('world_size', 1)} "
                 f"(or without torchrun for 1), so that it resumes bit-identically, or pass --force"
             )
-    prepare_out_dir(out)  # an existing file or a read-only directory fails here, before any training
     return False
 
 
@@ -181,7 +219,7 @@ def _rows_before(res_path: Path, start: int | None, out: Path, log) -> list[dict
     """The epoch rows a resumed run starts from (none for a fresh run), checked against the checkpoint."""
     if start is None:
         return []
-    rows = [r for r in read_jsonl(res_path) if r["kind"] == "epoch" and r["epoch"] < start]
+    rows = [r for r in read_results(out) if r["kind"] == "epoch" and r["epoch"] < start]
     if [r["epoch"] for r in rows] != list(range(start)):
         missing = sorted(set(range(start)) - {r["epoch"] for r in rows})
         raise RunDirConflict(
@@ -195,13 +233,19 @@ def _rows_before(res_path: Path, start: int | None, out: Path, log) -> list[dict
 
 def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=print) -> Path:
     """Train (or resume, or reuse) one run; returns its directory. Under torchrun every rank calls it; rank 0 alone
-    writes the run directory and evaluates (distributed.py)."""
+    writes the run directory (holding its lock, guards.RunDirLock, until the run ends) and evaluates
+    (distributed.py)."""
     out = Path(out)
+    with RunDirLock() as lock:
+        if not D.on_rank0(lambda: _claim_out_dir(out, cfg.digest(), force, log, lock)):
+            _train(cfg, out, progress, log)
+    return out
+
+
+def _train(cfg: RunConfig, out: Path, progress: bool, log) -> None:
     cfg_path, res_path = out / "config.json", out / "results.jsonl"
     digest = cfg.digest()
     rank, world_size = D.world()
-    if D.on_rank0(lambda: _claim_out_dir(out, digest, force, log)):
-        return out
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(cfg.train.threads)  # fixed: a run's numbers do not depend on what shares the machine
     device = D.local_device(resolve_device(cfg.train.device))
@@ -213,6 +257,8 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
     inactive = inactive_penalties(cfg, data.train_envs)
     for why in inactive.values():
         warnings.warn(why, InactivePenaltyWarning, stacklevel=2)
+    missing = D.on_rank0(lambda: missing_labels(data, log))
+    D.on_rank0(lambda: check_eval_files(data, tc.eval_batch_size, tc.num_workers, log))
     D.on_rank0(
         lambda: cfg_path.exists()
         or atomic_write_text(
@@ -226,6 +272,7 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
                     "device": str(device),
                     "world_size": world_size,
                     "inactive_penalties": inactive,
+                    **({} if missing is None else {"missing_label_files": missing}),
                 },
                 indent=1,
                 sort_keys=True,
@@ -291,7 +338,6 @@ def run(cfg: RunConfig, out, force: bool = False, progress: bool = True, log=pri
         discard_state(out)
 
     D.on_rank0(end_run)  # and no rank returns before the run directory is complete
-    return out
 
 
 def load_trained(run_dir, device="cpu"):
@@ -305,6 +351,21 @@ def load_trained(run_dir, device="cpu"):
     load_best(run_dir, method.model, device)
     method.eval()
     return method, cfg, data
+
+
+# what the command lines (train, grid.sweep, grid.search) print in one line, without a traceback
+INPUT_ERRORS = (KeyError, ValueError, RunDirConflict)  # exit code 2: the arguments, the config, a run folder
+RUN_ERRORS = (DataMissingError, NonFiniteLossError, RunWriteError)  # exit code 1: the data, divergence, the disk
+CLI_ERRORS = INPUT_ERRORS + RUN_ERRORS
+
+
+def print_error(e: BaseException) -> int:
+    """Print one of CLI_ERRORS on stderr as `error: <message>`; returns its exit code."""
+    if isinstance(e, RUN_ERRORS):
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)  # a KeyError's message without its quotes
+    return 2
 
 
 def main(argv=None) -> int:
@@ -342,17 +403,13 @@ def main(argv=None) -> int:
         )
         rank = D.init_from_env(cfg.train.device)[0]  # under torchrun: join its process group
         out = run(cfg, args.out, force=args.force, progress=not args.quiet)
-    except (KeyError, ValueError, RunDirConflict) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    except (DataMissingError, NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except CLI_ERRORS as e:
+        return print_error(e)
     finally:
         D.close()
     if rank > 0:
         return 0
-    final = read_jsonl(out / "results.jsonl")[-1]
+    final = read_results(out)[-1]
     n_params = read_json(out / "config.json")["n_params"]
     print(
         json.dumps(
