@@ -11,17 +11,19 @@ parameters (PCGrad, GradVac) override `update` and use `model.shared_parameters(
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from mtcrl_lite.baselines import surgery as S
-from mtcrl_lite.baselines.aggregators import AGGREGATORS, make_aggregator
+from mtcrl_lite.baselines.aggregators import AGGREGATORS, AGGREGATORS_WITH_HP, SOLVER_ERRORS, make_aggregator
 from mtcrl_lite.core import losses as L
 from mtcrl_lite.core import objective as C
 from mtcrl_lite.core.batches import concat, env_index
-from mtcrl_lite.core.hparams import COUNT, FRACTION, NONNEG, hp
+from mtcrl_lite.core.hparams import COUNT, FRACTION, NONNEG, POSITIVE, hp
 from mtcrl_lite.core.objective import MTCRLHParams
 from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.models import distributed as D
@@ -194,28 +196,112 @@ class GradVac(SurgeryMethod):
 
 @dataclass
 class AggregatorHParams:
-    aggregator: str = hp("upgrad", doc=f"a torchjd aggregator of the T x P task-gradient matrix: {sorted(AGGREGATORS)}")
+    aggregator: str = hp(
+        "upgrad",
+        doc=f"a torchjd aggregator of the T x P task-gradient matrix: {sorted({**AGGREGATORS, **AGGREGATORS_WITH_HP})}",
+    )
 
 
 class Aggregated(SurgeryMethod):
     """Any torchjd aggregator (aggregators.py) as the combination of the per-task gradients: one adapter,
-    one registry line per aggregator."""
+    one registry line per aggregator. The fields of the hparams other than `aggregator` are the aggregator's own
+    arguments (CAGrad's c, Nash-MTL's update_weights_every, ...: subclasses below only name their dataclass)."""
 
     hparams_cls = AggregatorHParams
 
     def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
         super().__init__(model, tasks, hparams, lr, weight_decay, envs)
-        self.aggregate = make_aggregator(hparams.aggregator)
+        options = {f.name: getattr(hparams, f.name) for f in dataclasses.fields(hparams) if f.name != "aggregator"}
+        self.aggregate = make_aggregator(hparams.aggregator, len(tasks), **options)
 
     def combine(self, grads, step):
-        # a non-finite gradient or a failed solve (UPGrad's QP) ends the run like a non-finite loss, so that a search
-        # records the failed draw and goes on (sweep.run_configs(record_failures=True))
+        # a non-finite gradient or a failed solve (UPGrad's QP, CAGrad's conic program) ends the run like a
+        # non-finite loss, so that a search records the failed draw and goes on (sweep.run_configs(record_failures))
         if not torch.isfinite(grads).all():
             raise NonFiniteLossError(f"step {step}: non-finite task gradient entering {self.hp.aggregator}")
         try:
-            return self.aggregate(grads)
-        except ValueError as e:
+            with warnings.catch_warnings():  # cvxpy: "not DPP" (Nash-MTL's problem is re-solved, never re-compiled)
+                warnings.filterwarnings("ignore", message=".*not DPP", category=UserWarning)
+                return self.aggregate(grads)
+        except SOLVER_ERRORS as e:
             raise NonFiniteLossError(f"step {step}: {self.hp.aggregator} failed: {e}") from e
+
+
+@dataclass
+class CAGradHParams(AggregatorHParams):
+    c: float = hp(
+        0.4,
+        0.1,
+        0.9,
+        "CAGrad's radius c: the update maximizes the worst task's improvement within c |g0| of the mean gradient g0 "
+        "(Liu et al. 2021: 0.4 on NYUv2 and CityScapes; 0 is the mean)",
+        valid=NONNEG,
+    )
+
+
+class CAGradMethod(Aggregated):
+    hparams_cls = CAGradHParams
+
+
+@dataclass
+class NashMTLHParams(AggregatorHParams):
+    update_weights_every: int = hp(
+        1,
+        doc="solve for new bargaining weights every this many steps, reuse them in between (Navon et al. 2022: 1; "
+        "their faster Nash-MTL-50 and -100 use 50 and 100)",
+        choices=(1, 5, 25, 50, 100),
+        valid=COUNT,
+    )
+    optim_niter: int = hp(
+        20, 5, 50, "iterations of the concave-convex procedure per solve (Navon et al. 2022: 20)", valid=COUNT
+    )
+    max_norm: float = hp(
+        1.0,
+        doc="the combined shared gradient is clipped to this norm (Navon et al.'s and torchjd's 1; 0 = none)",
+        valid=NONNEG,
+    )
+
+
+class NashMTLMethod(Aggregated):
+    """Nash-MTL through torchjd's stateful aggregator. Its state (the step count and the last weights, the start of
+    the next solve) is mirrored in buffers after every step and put back into torchjd's object when a checkpoint
+    was loaded, so a resumed run continues as the uninterrupted one."""
+
+    hparams_cls = NashMTLHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        self.register_buffer("nash_step", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("nash_alpha", torch.ones(len(tasks), dtype=torch.float64))
+
+    def combine(self, grads, step):
+        w = self.aggregate.weighting
+        if float(w.step) != float(self.nash_step):  # buffers loaded from a checkpoint: restore torchjd's state
+            w.reset()
+            if float(self.nash_step) > 0:
+                w._init_optim_problem()  # torchjd builds its problem at its step 0 only
+            w.step = float(self.nash_step)
+            w.prvs_alpha = self.nash_alpha.cpu().numpy().copy()
+        out = super().combine(grads, step)
+        self.nash_step.fill_(float(w.step))
+        self.nash_alpha.copy_(torch.as_tensor(w.prvs_alpha, dtype=torch.float64))
+        return out
+
+
+@dataclass
+class FairGradHParams(AggregatorHParams):
+    alpha: float = hp(
+        2.0,
+        0.5,
+        5.0,
+        "FairGrad's alpha of alpha-fairness: 1 is proportional fairness (Nash-MTL's weights), larger approaches "
+        "max-min fairness (Ban & Ji 2024; their run scripts: 2)",
+        valid=POSITIVE,
+    )
+
+
+class FairGradMethod(Aggregated):
+    hparams_cls = FairGradHParams
 
 
 @dataclass
@@ -383,6 +469,22 @@ register(
     paper=True,
     girm="none",
     not_searched=("lambda_girm", "anneal_steps"),
+)
+# beyond the paper, added later (registered after the rows above, so that their order in tables stays as it was)
+register("cagrad", CAGradMethod, "vanilla MTL + CAGrad on the shared encoder (torchjd)", "CAGrad", aggregator="cagrad")
+register(
+    "nash-mtl",
+    NashMTLMethod,
+    "vanilla MTL + Nash-MTL on the shared encoder (torchjd)",
+    "Nash-MTL",
+    aggregator="nash-mtl",
+)
+register(
+    "fairgrad",
+    FairGradMethod,
+    "vanilla MTL + FairGrad on the shared encoder (torchjd)",
+    "FairGrad",
+    aggregator="fairgrad",
 )
 
 
