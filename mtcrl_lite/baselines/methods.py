@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from mtcrl_lite.baselines import surgery as S
+from mtcrl_lite.baselines import weighting as W
 from mtcrl_lite.baselines.aggregators import AGGREGATORS, AGGREGATORS_WITH_HP, SOLVER_ERRORS, make_aggregator
 from mtcrl_lite.core import losses as L
 from mtcrl_lite.core import objective as C
 from mtcrl_lite.core.batches import concat, env_index
-from mtcrl_lite.core.hparams import COUNT, FRACTION, NONNEG, POSITIVE, hp
+from mtcrl_lite.core.hparams import COUNT, FRACTION, FREE, NONNEG, POSITIVE, hp
 from mtcrl_lite.core.objective import MTCRLHParams
 from mtcrl_lite.core.tasks import Task
 from mtcrl_lite.models import distributed as D
@@ -424,6 +425,159 @@ class DANN(Method):
         return terms
 
 
+# -- loss weighting (weighting.py holds the update rules) ----------------------------------------------------------
+
+
+@dataclass
+class DWAHParams:
+    temperature: float = hp(
+        2.0, 0.5, 10.0, "DWA's temperature T; larger is closer to equal weights (Liu et al. 2019: 2)", valid=POSITIVE
+    )
+    window: int = hp(
+        25,
+        5,
+        100,
+        "steps per period over which each task's loss is averaged (DWA's period is an epoch, which the method does "
+        "not see; Nash-MTL's implementation: windows of 25 steps; an epoch of Multi-MNIST or MovieLens: 80-95)",
+        valid=COUNT,
+    )
+
+
+class DWA(Method):
+    """DWA (Liu et al. 2019): task weights K softmax(r / T), r_k = L_k(t-1) / L_k(t-2), from the mean losses of the two
+    previous periods of `window` steps (weights 1 during the first two); the weights are constant within a period,
+    as within an epoch in the paper. The running sums are buffers, checkpointed with the method."""
+
+    hparams_cls = DWAHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        device = next(model.parameters()).device
+        self.register_buffer("loss_sum", torch.zeros(len(tasks), device=device))  # of the current period
+        self.register_buffer("period_steps", torch.zeros((), dtype=torch.long, device=device))
+        self.register_buffer("means", torch.ones(2, len(tasks), device=device))  # L(t-2), L(t-1)
+        self.register_buffer("periods", torch.zeros((), dtype=torch.long, device=device))
+
+    def weights(self) -> list[float]:
+        if int(self.periods) < 2:
+            return [1.0] * len(self.tasks)
+        return W.dwa_weights(self.means[1], self.means[0].clamp_min(1e-12), self.hp.temperature).tolist()
+
+    def update(self, batches, step):
+        x, y = concat(batches)
+        losses = self.task_losses(self.model(x), y)
+        w = self.weights()
+        terms = {f"task/{k}": v if wk == 1.0 else wk * v for wk, (k, v) in zip(w, losses.items())}
+        check_finite(terms, step)
+        total = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.step()
+        with torch.no_grad():
+            self.loss_sum += torch.stack([v.detach() for v in losses.values()])
+            self.period_steps += 1
+            if int(self.period_steps) == self.hp.window:
+                self.means[0] = self.means[1]
+                self.means[1] = self.loss_sum / self.hp.window
+                self.loss_sum.zero_()
+                self.period_steps.zero_()
+                self.periods += 1
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        return {"total": float(total.detach()), **logs, **{f"weight/{k}": wk for wk, k in zip(w, losses)}}
+
+
+@dataclass
+class UWHParams:
+    init_log_var: float = hp(
+        0.0,
+        -2.0,
+        2.0,
+        "initial s_k = log sigma_k^2 of every task (0: every weight exp(-s) starts at 1, as in the Nash-MTL/FAMO "
+        "code; LibMTL starts at -0.5)",
+        valid=FREE,
+    )
+
+
+class UncertaintyWeighting(Method):
+    """Uncertainty weighting (Kendall et al. 2018): sum_k exp(-s_k) L_k + s_k, the log-variances s_k learned with the
+    model by the same Adam and learning rate, without weight decay (weighting.uncertainty_loss)."""
+
+    hparams_cls = UWHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        device = next(model.parameters()).device
+        self.log_vars = nn.Parameter(torch.full((len(tasks),), float(hparams.init_log_var), device=device))
+        self.optimizer = torch.optim.Adam(
+            [{"params": list(model.parameters())}, {"params": [self.log_vars], "weight_decay": 0.0}],
+            lr=lr,
+            weight_decay=weight_decay,
+        )
+
+    def objective(self, batches, step):
+        x, y = concat(batches)
+        losses = self.task_losses(self.model(x), y)
+        per_task = W.uncertainty_loss(torch.stack(list(losses.values())), self.log_vars)
+        return {f"task/{k}": per_task[i] for i, k in enumerate(losses)}
+
+
+@dataclass
+class FAMOHParams:
+    w_lr: float = hp(
+        0.025,
+        5e-3,
+        0.1,
+        "learning rate of the task logits (Liu et al. 2023: 0.025 in every experiment)",
+        valid=POSITIVE,
+    )
+    gamma: float = hp(
+        0.01, 1e-4, 1e-2, "decay of the task logits, gamma (the official implementation's default: 0.01)", valid=NONNEG
+    )
+
+
+class FAMO(Method):
+    """FAMO (Liu et al. 2023, Algorithm 1): the model steps on sum_k z_k log l_k / c (z = softmax of the task logits,
+    weighting.famo_loss); then the losses of the same batch are computed again at the new parameters and the logits
+    take one Adam step (lr w_lr, L2 decay gamma, as the official code) on z^T delta, delta = the decrease of each
+    log-loss. The second forward pass neither draws random numbers nor moves BatchNorm's running statistics; the
+    logits and their Adam moments are buffers, checkpointed with the method. `total` logs the plain sum of the task
+    losses (FAMO's objective is a sum of log-losses)."""
+
+    hparams_cls = FAMOHParams
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        device = next(model.parameters()).device
+        for name in ("logits", "logit_avg", "logit_avg_sq"):
+            self.register_buffer(name, torch.zeros(len(tasks), device=device))
+        self.register_buffer("logit_steps", torch.zeros((), dtype=torch.long, device=device))
+
+    def update(self, batches, step):
+        x, y = concat(batches)
+        losses = self.task_losses(self.model(x), y)
+        terms = {f"task/{k}": v for k, v in losses.items()}
+        check_finite(terms, step)
+        before = torch.stack([v.detach() for v in losses.values()])
+        weights = W.famo_loss_weights(before, self.logits)
+        self.optimizer.zero_grad(set_to_none=True)
+        W.famo_loss(torch.stack(list(losses.values())), self.logits).backward()
+        self.step()
+        stats = {n: b.clone() for n, b in self.model.named_buffers()}  # BatchNorm: this pass does not count
+        with torch.no_grad():
+            after = torch.stack(list(self.task_losses(self.model(x), y).values()))
+            for n, b in self.model.named_buffers():
+                b.copy_(stats[n])
+            grad = W.famo_logit_grad(self.logits, before, after)
+            self.logit_steps += 1
+            new = W.adam_step(
+                self.logits, grad, self.logit_avg, self.logit_avg_sq, int(self.logit_steps), self.hp.w_lr, self.hp.gamma
+            )
+            for buf, value in zip((self.logits, self.logit_avg, self.logit_avg_sq), new):
+                buf.copy_(value)
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        return {"total": float(before.sum()), **logs, **{f"weight/{k}": float(w) for k, w in zip(losses, weights)}}
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
@@ -486,6 +640,9 @@ register(
     "FairGrad",
     aggregator="fairgrad",
 )
+register("dwa", DWA, "vanilla MTL + Dynamic Weight Average of the task losses", "DWA")
+register("uw", UncertaintyWeighting, "vanilla MTL + uncertainty weighting (learned log-variances)", "UW")
+register("famo", FAMO, "vanilla MTL + FAMO loss weighting", "FAMO")
 
 
 def get_method(name: str) -> MethodSpec:
