@@ -1,4 +1,4 @@
-"""Loss weighting (baselines/weighting.py and its methods: DWA, uncertainty weighting, FAMO): each update
+"""Loss weighting (baselines/weighting.py and its methods: DWA, uncertainty weighting, FAMO, mtl-strong): each update
 rule on a hand-computed example of its paper's formula, then the methods on the debug dataset."""
 
 import math
@@ -8,6 +8,10 @@ import torch
 from helpers import interrupted_at
 
 from mtcrl_lite.baselines import weighting as W
+from mtcrl_lite.baselines.methods import MAX_WEIGHTED_TASKS, TunedMTL, default_hparams
+from mtcrl_lite.core.tasks import Task
+from mtcrl_lite.grid import search as S
+from mtcrl_lite.models.networks import ModelConfig, build_model
 from mtcrl_lite.run import train as T
 from mtcrl_lite.run.config import make_config
 from mtcrl_lite.run.rundir import read_jsonl
@@ -98,6 +102,16 @@ def test_our_adam_step_is_torchs_adam_with_weight_decay():
         assert torch.allclose(p, ref.detach(), atol=1e-14, rtol=0), step
 
 
+def test_ratio_weights_for_any_number_of_tasks():
+    assert W.ratio_weights([math.log(3.0)], 2) == pytest.approx([0.5, 1.5])  # ratio 3, scaled to sum to 2
+    assert W.ratio_weights([math.log(2.0), 0.0, 5.0], 3) == pytest.approx([0.75, 1.5, 0.75])  # extra ratios ignored
+    assert W.ratio_weights([0.0] * 7, 8) == [1.0] * 8  # exactly 1: vanilla MTL
+    w = W.ratio_weights([0.1 * t for t in range(7)], 8)
+    assert len(w) == 8 and math.isclose(sum(w), 8.0) and w[1] / w[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="need 8"):
+        W.ratio_weights([0.0] * 3, 9)
+
+
 # -- the methods ---------------------------------------------------------------------------------------------------
 
 
@@ -138,6 +152,50 @@ def test_famo_step_moves_the_logits_by_algorithm_1_and_leaves_batchnorm_as_one_p
     # first Adam step from 0: +-w_lr, and the task whose log-loss fell more (higher delta) gets the lower logit
     assert torch.allclose(famo.logits.abs(), torch.full((2,), 0.025), rtol=1e-3)
     assert float(famo.logits.sum()) == pytest.approx(0.0, abs=1e-7) and int(famo.logit_steps) == 1
+
+
+def test_mtl_strong_at_its_defaults_is_mtl_step_for_step():
+    strong, data = build("mtl-strong")
+    mtl, _ = build("mtl")
+    for step, b in enumerate(batches_of(data)):
+        assert strong.update(b, step) == mtl.update(b, step)
+    assert all(torch.equal(a, b) for a, b in zip(strong.model.parameters(), mtl.model.parameters()))
+
+
+def test_mtl_strong_weights_and_dropout_work_for_eight_tasks():
+    tasks = [Task(f"g{i}", "classification", 2) for i in range(8)]
+    torch.manual_seed(0)
+    model = build_model("mtl", (6,), tasks, ModelConfig(channels=(8,), width=8))
+    hp = default_hparams("mtl-strong")
+    hp.log_w2, hp.log_w8, hp.dropout = math.log(2.0), math.log(4.0), 0.3
+    m = TunedMTL(model, tasks, hp, 1e-3, 0.0, ["e0", "e1"])
+    assert m.weights == pytest.approx([2 / 3, 4 / 3] + [2 / 3] * 5 + [8 / 3]) and sum(m.weights) == pytest.approx(8)
+    x, y = torch.randn(16, 6), {t.name: torch.randint(0, 2, (16,)) for t in tasks}
+    batches = {"e0": (x[:8], {k: v[:8] for k, v in y.items()}), "e1": (x[8:], {k: v[8:] for k, v in y.items()})}
+    torch.manual_seed(1)
+    terms = m.objective(batches, 0)
+    torch.manual_seed(1)
+    h = torch.nn.functional.dropout(model.representation(x), 0.3)
+    plain = {t.name: t.loss(model.heads[t.name](h), y[t.name]) for t in tasks}
+    for t, w in zip(tasks, m.weights):
+        assert torch.allclose(terms[f"task/{t.name}"], w * plain[t.name])
+    assert MAX_WEIGHTED_TASKS == 8
+    with pytest.raises(ValueError, match="up to 8 tasks"):
+        nine = [Task(f"g{i}", "classification", 2) for i in range(9)]
+        TunedMTL(build_model("mtl", (6,), nine, ModelConfig(channels=(8,), width=8)), nine, hp, 1e-3, 0.0, ["e"])
+
+
+def test_mtl_strong_searches_weights_dropout_and_a_wider_weight_decay():
+    space = {r.key: r for r in S.search_space("debug", "mtl-strong")}
+    assert {"hp.dropout", "hp.log_w2", "hp.log_w8"} <= set(space)
+    assert (space["train.weight_decay"].lo, space["train.weight_decay"].hi) == (1e-6, 1e-1)
+    mtl = {r.key: r for r in S.search_space("debug", "mtl")}
+    assert (mtl["train.weight_decay"].lo, mtl["train.weight_decay"].hi) == (1e-6, 1e-2)  # mtl's row is unchanged
+    assert space["hp.log_w2"].distribution == "uniform" and space["hp.dropout"].distribution == "uniform"
+    draws = [S.draw_overrides("debug", "mtl-strong", d) for d in range(1, 30)]
+    assert max(d["train.weight_decay"] for d in draws) > 1e-2  # the wider range is drawn
+    cfg = make_config("debug", "mtl-strong", overrides=draws[0])
+    assert make_config("debug", "mtl-strong", overrides=draws[0]).digest() == cfg.digest()
 
 
 @pytest.mark.parametrize("method, over", [("dwa", {"hp.window": 3}), ("famo", {}), ("uw", {}), ("nash-mtl", {})])

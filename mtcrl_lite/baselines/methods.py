@@ -42,6 +42,7 @@ class NoHParams:
 class Method(nn.Module):
     model_kind = "mtl"
     hparams_cls = NoHParams
+    wide_weight_decay = False  # True: the search draws train.weight_decay from a wider range (run.config)
 
     def __init__(self, model: nn.Module, tasks: list[Task], hparams, lr: float, weight_decay: float, envs: list[str]):
         super().__init__()
@@ -578,6 +579,64 @@ class FAMO(Method):
         return {"total": float(before.sum()), **logs, **{f"weight/{k}": float(w) for k, w in zip(losses, weights)}}
 
 
+# -- vanilla MTL with its own knobs tuned --------------------------------------------------------------------------
+
+MAX_WEIGHTED_TASKS = 8  # mtl-strong has a weight ratio for each task after the first, up to this many tasks
+
+
+def _ratio(t: int):
+    return hp(
+        0.0,
+        -2.3,
+        2.3,
+        f"ln(w_{t} / w_1): the loss weight of the dataset's task {t} over its first task's (0.1 to 10); ignored where "
+        f"the dataset has fewer than {t} tasks",
+        valid=FREE,
+    )
+
+
+@dataclass
+class TunedMTLHParams:
+    dropout: float = hp(
+        0.0, 0.0, 0.5, "dropout probability on the shared representation during training steps", valid=FRACTION
+    )
+    log_w2: float = _ratio(2)
+    log_w3: float = _ratio(3)
+    log_w4: float = _ratio(4)
+    log_w5: float = _ratio(5)
+    log_w6: float = _ratio(6)
+    log_w7: float = _ratio(7)
+    log_w8: float = _ratio(8)
+
+
+class TunedMTL(Method):
+    """Vanilla MTL with the knobs that Kurin et al. (2022) and Xin et al. (2022) tune for unitary scalarization: fixed
+    per-task loss weights (T - 1 free log-ratios, weights scaled to sum to T: weighting.ratio_weights), dropout on the
+    shared representation, and weight decay over a wider range (run.config.WideDecayTrainConfig). At its defaults it
+    is `mtl` step for step."""
+
+    hparams_cls = TunedMTLHParams
+    wide_weight_decay = True
+
+    def __init__(self, model, tasks, hparams, lr, weight_decay, envs):
+        super().__init__(model, tasks, hparams, lr, weight_decay, envs)
+        if len(tasks) > MAX_WEIGHTED_TASKS:
+            raise ValueError(
+                f"mtl-strong has loss-weight ratios for up to {MAX_WEIGHTED_TASKS} tasks, the dataset has "
+                f"{len(tasks)}; add fields log_w{MAX_WEIGHTED_TASKS + 1}... to TunedMTLHParams"
+            )
+        ratios = [getattr(hparams, f"log_w{t}") for t in range(2, MAX_WEIGHTED_TASKS + 1)]
+        self.weights = W.ratio_weights(ratios, len(tasks))
+
+    def objective(self, batches, step):
+        x, y = concat(batches)
+        h = self.model.representation(x)
+        if self.hp.dropout > 0:  # no draw at 0, so that the defaults are mtl's random stream too
+            h = nn.functional.dropout(h, self.hp.dropout, training=self.training)
+        losses = self.task_losses({name: head(h) for name, head in self.model.heads.items()}, y)
+        return {f"task/{k}": v if w == 1.0 else w * v for w, (k, v) in zip(self.weights, losses.items())}
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
@@ -643,6 +702,12 @@ register(
 register("dwa", DWA, "vanilla MTL + Dynamic Weight Average of the task losses", "DWA")
 register("uw", UncertaintyWeighting, "vanilla MTL + uncertainty weighting (learned log-variances)", "UW")
 register("famo", FAMO, "vanilla MTL + FAMO loss weighting", "FAMO")
+register(
+    "mtl-strong",
+    TunedMTL,
+    "vanilla MTL with tuned task-loss weights, dropout and a wider weight-decay range",
+    "MTL (tuned weights)",
+)
 
 
 def get_method(name: str) -> MethodSpec:

@@ -1,4 +1,4 @@
-"""Loss weighting as small pure functions on tensors: DWA, uncertainty weighting and FAMO.
+"""Loss weighting as small pure functions on tensors: DWA, uncertainty weighting, FAMO, and fixed per-task weights.
 
 torchjd's weightings map a matrix of task gradients (or its Gramian) to weights; these methods weight the task
 *losses* from loss values (and learned scalars) instead, so they are ours, each checked in tests/test_weighting.py
@@ -14,6 +14,8 @@ that it is checkpointed with the run) are in methods.py.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -80,3 +82,13 @@ def adam_step(
     m_hat = exp_avg / (1 - betas[0] ** step)
     denom = (exp_avg_sq / (1 - betas[1] ** step)).sqrt() + eps
     return param - lr * m_hat / denom, exp_avg, exp_avg_sq
+
+
+def ratio_weights(log_ratios, n_tasks: int) -> list[float]:
+    """Fixed task weights from T - 1 free log-ratios ln(w_t / w_1), t = 2..T, scaled to sum to T (so equal ratios
+    give 1 for every task, vanilla MTL). Extra ratios (fields for more tasks than the dataset has) are ignored."""
+    r = [0.0] + [float(v) for v in list(log_ratios)[: n_tasks - 1]]
+    if len(r) < n_tasks:
+        raise ValueError(f"{len(r) - 1} weight ratios for {n_tasks} tasks; need {n_tasks - 1}")
+    e = [math.exp(v - max(r)) for v in r]
+    return [n_tasks * v / sum(e) for v in e]
