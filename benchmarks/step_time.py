@@ -3,7 +3,9 @@
     python benchmarks/step_time.py [--dataset multimnist] [--steps 30] [--batch 128]
     python benchmarks/step_time.py --dataset scenes --batch 64      # dense: five encoder-decoder tasks
 Targets: mtcrl <= 1.15x mtl (dense: with hp.girm_grad = first_order, the scenes preset). STL trains T networks, and
-PCGrad/GradVac need one backward pass per task, so about T x is their floor (T = 2 on Multi-MNIST).
+PCGrad/GradVac need one backward pass per task, so about T x is their floor (T = 2 on Multi-MNIST). The default
+--methods is every registered method: the torchjd aggregators (CAGrad, Nash-MTL and FairGrad add a solver call per
+step to that floor), the loss weightings (DWA and UW about 1x; FAMO one extra forward pass) and mtl-strong (1x).
 """
 
 import argparse

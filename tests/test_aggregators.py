@@ -7,7 +7,7 @@ from torchjd.aggregation import GradVac as JDGradVac
 from torchjd.aggregation import PCGrad as JDPCGrad
 
 from mtcrl_lite.baselines import surgery as S
-from mtcrl_lite.baselines.aggregators import AGGREGATORS, make_aggregator
+from mtcrl_lite.baselines.aggregators import AGGREGATORS, AGGREGATORS_WITH_HP, make_aggregator
 from mtcrl_lite.baselines.methods import METHODS, Aggregated, default_hparams
 
 G = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)  # g1 . g2 = -22: a conflict
@@ -41,12 +41,92 @@ def test_aligned_mtl_is_the_mean_row_of_the_aligned_matrix():
 
 def test_unknown_aggregator_names_the_valid_ones():
     with pytest.raises(ValueError, match="upgrad"):
-        make_aggregator("cagrad")
+        make_aggregator("famo")  # a loss weighting, not an aggregator
+    with pytest.raises(ValueError, match="needs the number of tasks"):
+        make_aggregator("nash-mtl")
+
+
+# Orthogonal task gradients g1 = (2, 0), g2 = (0, 1): Gram matrix diag(4, 1), every solution by hand.
+ORTHO = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("c", [0.0, 0.4, 0.9])
+def test_cagrad_is_the_mean_plus_c_norm_g0_along_the_worst_task_by_hand(c):
+    # CAGrad (Liu et al. 2021, Alg. 1): w = argmin_w g_w . g0 + c |g0| |g_w| over the simplex,
+    # d = g0 + c |g0| g_w / |g_w|.
+    # g0 = (1, 1/2); g_w = (2a, 1-a): F'(0) = 1.5 - c |g0| > 0 for c < 1.34, so w = (0, 1), g_w = g2 and
+    # d = (1, 1/2 + c sqrt(1.25)).
+    out = make_aggregator("cagrad", c=c)(ORTHO)
+    assert torch.allclose(out, torch.tensor([1.0, 0.5 + c * 1.25**0.5], dtype=torch.float64), atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_fairgrad_solves_the_alpha_fair_stationarity_by_hand(alpha):
+    # FairGrad (Ban & Ji 2024, eq. 4): (G G^T w)_i = w_i^(-1/alpha); with diag(4, 1): w1 = 4^(-alpha/(alpha+1)), w2 = 1
+    out = make_aggregator("fairgrad", alpha=alpha)(ORTHO)
+    assert torch.allclose(out, torch.tensor([2 * 4 ** (-alpha / (alpha + 1)), 1.0], dtype=torch.float64), atol=1e-6)
+
+
+def test_nash_mtl_is_the_bargaining_solution_by_hand_then_clipped():
+    # Nash-MTL (Navon et al. 2022): alpha_i (G G^T alpha)_i = 1 -> alpha = (1/2, 1), d = (1, 1) (FairGrad at alpha = 1);
+    # torchjd clips |d| to max_norm (1 by default)
+    assert torch.allclose(make_aggregator("nash-mtl", 2, max_norm=0.0)(ORTHO), torch.ones(2, dtype=torch.float64))
+    assert torch.allclose(make_aggregator("nash-mtl", 2)(ORTHO), torch.ones(2, dtype=torch.float64) / 2**0.5)
+    g = torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    d = make_aggregator("nash-mtl", 3, max_norm=0.0)(g)
+    alpha = torch.linalg.lstsq(g.T, d.unsqueeze(1)).solution.squeeze(1)  # d = alpha G, rows independent
+    assert (alpha > 0).all() and torch.allclose(alpha * (g @ d), torch.ones(3, dtype=torch.float64), atol=2e-3)
+    assert torch.allclose(make_aggregator("fairgrad", alpha=1.0)(g), d, atol=2e-3)
+
+
+def test_nash_mtl_reuses_its_weights_between_updates():
+    agg = make_aggregator("nash-mtl", 2, update_weights_every=3, max_norm=0.0)
+    agg(ORTHO)  # solves: alpha = (1/2, 1)
+    later = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    assert torch.allclose(agg(later), torch.tensor([0.5, 3.0], dtype=torch.float64), atol=1e-6)  # same alpha
+    assert torch.allclose(agg(later), torch.tensor([0.5, 3.0], dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(agg(later), torch.tensor([1.0, 1.0], dtype=torch.float64), atol=1e-3)  # solved again
+
+
+def test_nash_mtl_state_is_saved_with_the_method():
+    from mtcrl_lite.run.config import make_config
+    from mtcrl_lite.run.train import build_method, load_data
+
+    cfg = make_config("debug", "nash-mtl", 0)
+    a, b = (build_method(cfg, load_data(cfg), torch.device("cpu")) for _ in range(2))
+    gen = torch.Generator().manual_seed(1)
+    for step in range(3):
+        a.combine(torch.randn(2, 6, generator=gen), step)
+    b.load_state_dict(a.state_dict())
+    assert float(b.nash_step) == 3.0 and b.aggregate.weighting.step == 0.0  # put back at the next step
+    g = torch.randn(2, 6, generator=gen)
+    assert torch.equal(a.combine(g, 3), b.combine(g, 3))
+
+
+SEARCHED = [("cagrad", "c", 0.1, 0.9), ("fairgrad", "alpha", 0.5, 5.0), ("nash-mtl", "optim_niter", 5, 50)]
+
+
+@pytest.mark.parametrize("name, field, lo, hi", SEARCHED)
+def test_aggregator_hyper_parameters_are_searched(name, field, lo, hi):
+    from mtcrl_lite.grid import search as GS
+
+    space = {r.key: r for r in GS.search_space("debug", name)}
+    assert (space[f"hp.{field}"].lo, space[f"hp.{field}"].hi) == (lo, hi) and "hp.aggregator" not in space
+    values = {GS.draw_overrides("debug", name, d)[f"hp.{field}"] for d in range(1, 9)}
+    assert len(values) > 1 and all(lo <= v <= hi for v in values)
+    assert set(space["hp.update_weights_every"].choices) == {1, 5, 25, 50, 100} if name == "nash-mtl" else True
 
 
 @pytest.mark.parametrize("name", sorted(AGGREGATORS))
 def test_each_aggregator_is_a_registered_method_through_one_adapter(name):
     assert METHODS[name].cls is Aggregated and default_hparams(name).aggregator == name
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATORS_WITH_HP))
+def test_aggregators_with_hyper_parameters_use_the_same_adapter(name):
+    spec = METHODS[name]
+    assert issubclass(spec.cls, Aggregated) and spec.cls is not Aggregated and not spec.paper
+    assert default_hparams(name).aggregator == name and spec.label
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
