@@ -86,7 +86,11 @@ def serve_canonical(www: Path, contents: dict, zipped: bytes, mirror: int = 0) -
     """The canonical downloads of mirror `mirror` (gzipped IDX files, the MovieLens zip) made of `contents`."""
     for row in F.TABLE:
         if len(row.urls) > mirror:
-            data = zipped if row.dataset == "movielens" else gzip.compress(contents[row.dataset, row.name])
+            data = (
+                zipped
+                if row.dataset == "movielens"
+                else gzip.compress(contents[row.dataset, row.name], compresslevel=1)
+            )
             put(www, row.urls[mirror], data)
 
 
@@ -234,7 +238,7 @@ def atomic_to_ml100k(folder: Path) -> bytes:
     items = []
     for item_id, title, year, genres in rows("ml-100k.item"):
         full = "unknown" if year == "unkonwn" else f"{title} ({year})"
-        items.append(f"{item_id}|{full}|||{flags(*genres.split(' '))}\n")
+        items.append(f"{item_id}|{full}||||{flags(*genres.split(' '))}\n")
     return ml100k_zip(
         "".join("\t".join(r) + "\n" for r in rows("ml-100k.inter")),
         "".join(items),
