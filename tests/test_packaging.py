@@ -1,5 +1,6 @@
 """The install files agree with each other, and notebooks are committed without outputs."""
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -67,3 +68,37 @@ def test_notebooks_are_stripped_and_parametrized(nb):
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and "SMOKE" in "".join(tagged[0]["source"])
     assert nb.name in (ROOT / "Makefile").read_text()
+
+
+def docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Whether `docker build` leaves `path` out of its context: the last pattern matching the path or one of its
+    parent folders decides; `!` re-includes (`**/` also matches at the top)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        glob = pattern.lstrip("!")
+        globs = [glob, glob.removeprefix("**/")] if glob.startswith("**/") else [glob]
+        if any(fnmatch.fnmatchcase(p, g) for p in prefixes for g in globs):
+            ignored = not keep
+    return ignored
+
+
+def test_dockerignore_keeps_local_environments_data_and_results_out_of_the_image():
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    out = """.venv/bin/python .venv-cff/bin/cffconvert data/cache/mnist/train-images-idx3-ubyte .git/HEAD
+    results/06_multimnist/mtl/seed0/results.jsonl results/smoke/x.ipynb results/quick/06_multimnist.ipynb
+    mtcrl_lite/__pycache__/paths.cpython-311.pyc mtcrl_lite.egg-info/PKG-INFO""".split()
+    kept = """Makefile mtcrl_lite/paths.py tests/test_fetch.py notebooks/06_multimnist.ipynb results/record/runs.csv
+    results/notebooks/09_main_results.ipynb data/README.md tuning/tuned.json""".split()
+    assert [p for p in out if not docker_ignored(p, patterns)] == []
+    assert [p for p in kept if docker_ignored(p, patterns)] == []
+    docker = (ROOT / "Dockerfile").read_text()
+    copied = [f for line in docker.splitlines() if line.startswith("COPY ") for f in line.split()[1:-1]]
+    assert "requirements-cff.txt" in copied and [f for f in copied if docker_ignored(f, patterns)] == []
+    assert "ARG BASE=python:3.11-slim" in docker and "FROM ${BASE}" in docker

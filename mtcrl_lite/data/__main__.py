@@ -113,7 +113,11 @@ def main(argv=None) -> int:
         print(write_fixture(args.name, args.dir, args.views, args.size, args.seed, args.layout))
         return 0
     for name in args.names:
-        print(f"{name}: {fetch(name, args.root)}")
+        try:
+            print(f"{name}: {fetch(name, args.root)}")
+        except DataMissingError as e:
+            print(e, file=sys.stderr)
+            return 1
     return 0
 
 
