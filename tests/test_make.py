@@ -43,7 +43,8 @@ def test_without_conda_the_targets_build_and_use_dot_venv():
 def test_an_active_conda_environment_is_used_instead_of_building_dot_venv(env):
     lines = make_n("data", "test", "reproduce", "reproduce-quick", "lab", **env)
     assert not [line for line in lines if re.search(r"\.venv(/| |$)", line)]  # no .venv made, none used
-    assert pythons(lines) == {f"{CONDA}/bin/python", ".venv-cff/bin/python"}
+    # besides the conda env, only the two tool environments kept apart by design (cffconvert, Jupyter Book)
+    assert pythons(lines) == {f"{CONDA}/bin/python", ".venv-cff/bin/python", ".venv-book/bin/python"}
     py = f"{CONDA}/bin/python"
     assert f'{py} -I -c "import mtcrl_lite, cityscapesscripts.helpers.labels" 2>/dev/null || ' \
         f"{{ {py} -m pip install -q --no-deps -r requirements-nodeps.txt && {py} -m pip install -q --no-deps -e .; }}" \
