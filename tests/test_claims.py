@@ -138,3 +138,10 @@ def test_proposition1_is_checked_by_computation_and_is_zero_only_without_confoun
 def test_verdict_reads_the_interval_against_the_papers_value(mean, lo, hi, mde, paper, verdict):
     row = pd.Series({"mean": mean, "ci95_low": lo, "ci95_high": hi, "mde": mde, "n": 5})
     assert C.judge_delta(row, paper, "x").verdict == verdict
+
+
+def test_table1_detail_gives_the_gap_over_the_zero_correlation_control():
+    record = pd.concat([reliance_record(0.15), reliance_record(0.15).assign(variant=lambda d: d.dataset + "/control")])
+    v = C.spurious_reliance(record)
+    assert v.verdict == "replicates" and "control) the gap is +0.15; the excess over it is" in v.detail
+    assert "the excess over it is -0.00" in v.detail or "the excess over it is +0.00" in v.detail
