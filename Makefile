@@ -25,6 +25,7 @@ else
   PY := $(VENV)/bin/python
   ENV_READY := $(VENV)/.installed
 endif
+# every notebook (what each tier runs: mtcrl_lite/experiments/reproduce.py)
 NOTEBOOKS := notebooks/01_theory_proposition1.ipynb notebooks/02_synthetic_spurious.ipynb notebooks/03_taskonomy.ipynb \
              notebooks/04_cityscapes.ipynb notebooks/05_nyuv2.ipynb \
              notebooks/06_multimnist.ipynb notebooks/07_movielens.ipynb notebooks/08_ablations.ipynb \

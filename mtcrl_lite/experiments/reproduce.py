@@ -48,7 +48,7 @@ QUICK_NOTE = (
     "results are `make reproduce` (results/), the committed record is `make report`."
 )
 # Expected minutes on 2 CPU cores. paper: each notebook measured alone from scratch at its CPU default (README
-# "Measured", 2026-11-24 to 27); quick: measured by `make reproduce-quick` on a clean clone (docs/USAGE.md).
+# "Measured", 2026-11-24 to 27); quick: below.
 PAPER = (
     Step("01_theory_proposition1", 8),
     Step("02_synthetic_spurious", 6),
@@ -60,17 +60,19 @@ PAPER = (
     Step("08_ablations", 85),
     Step("09_main_results", 1),
 )
+# measured 2026-12-03 on a clean clone (make reproduce-quick: 46 min 12 s), 2 cores shared with other jobs (load
+# average 4-9): on idle cores expect less
 QUICK_MINUTES = {
-    "01_theory_proposition1": 0.5,
-    "02_synthetic_spurious": 1,
-    "03_taskonomy": 1,
-    "04_cityscapes": 0.5,
-    "05_nyuv2": 0.5,
-    "06_multimnist": 0.5,
-    "07_movielens": 0.5,
-    "08_ablations": 1.5,
-    "09_main_results": 0.2,
-    "10_beyond_the_paper": 1.5,
+    "01_theory_proposition1": 0.9,
+    "02_synthetic_spurious": 2.4,
+    "03_taskonomy": 2.9,
+    "04_cityscapes": 1.4,
+    "05_nyuv2": 2.3,
+    "06_multimnist": 6.5,
+    "07_movielens": 11.2,
+    "08_ablations": 11.6,
+    "09_main_results": 0.3,
+    "10_beyond_the_paper": 6.8,
 }
 TIERS = {
     "quick": tuple(Step(name, m, env={"MTCRL_SMOKE": "1"}) for name, m in QUICK_MINUTES.items()),
